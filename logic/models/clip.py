@@ -1,0 +1,85 @@
+"""CLIP models through open_clip: a model name plus a pretrained tag, or a local weights file."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ClipModel:
+    """A loaded CLIP: the model, its tokenizer, and the input size/normalisation it was trained with."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    name: str
+    pretrained: str
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def encode_text(self, texts: list[str], device) -> torch.Tensor:
+        tokens = self.tokenizer(texts).to(device)
+        return self.model.encode_text(tokens).float()
+
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pixels in [0, 1] at ``image_size``; normalisation is applied here."""
+        mean = torch.tensor(self.mean, device=pixels.device, dtype=pixels.dtype).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=pixels.device, dtype=pixels.dtype).view(1, 3, 1, 1)
+        return self.model.encode_image((pixels - mean) / std).float()
+
+
+def split_clip_name(name: str) -> tuple[str, str]:
+    """'ViT-B-32:openai' -> ('ViT-B-32', 'openai'); no tag means the model's first known tag."""
+    model, _, tag = name.partition(":")
+    if not tag:
+        import open_clip
+
+        tags = open_clip.list_pretrained_tags_by_model(model)
+        tag = "openai" if "openai" in tags else (tags[0] if tags else "")
+    return model, tag
+
+
+def load_clip(name: str, weights: Path | None = None, device: str | torch.device = "cpu") -> ClipModel:
+    """Load an open_clip model by name (with a pretrained tag) or from a local weights file.
+
+    OpenAI's weights were trained with QuickGELU; open_clip's plain configs use GELU, so the
+    activation is forced for the 'openai' tag (otherwise embeddings are subtly wrong).
+    """
+    import open_clip
+
+    model_name, tag = split_clip_name(name)
+    if model_name not in open_clip.list_models():
+        raise UserError(f"Unknown CLIP model {model_name!r}. Available: {', '.join(open_clip.list_models()[:40])}, …")
+    quick_gelu = tag == "openai" or model_name.endswith("-quickgelu")
+    pretrained = str(weights) if weights else tag
+    if weights and not Path(weights).is_file():
+        raise UserError(f"The CLIP weights file {weights} does not exist: check the path.")
+    try:
+        model = open_clip.create_model(model_name, pretrained=pretrained or None, device=device,
+                                       force_quick_gelu=quick_gelu and not model_name.endswith("-quickgelu"),
+                                       weights_only=True)
+    except pickle.UnpicklingError:
+        raise UserError(f"The CLIP weights {pretrained} would run code while loading, so they were not loaded: "
+                        "use a .safetensors file.") from None
+    except Exception as exc:  # noqa: BLE001 - hub and network errors come in many types
+        if weights:
+            raise UserError(f"The CLIP weights {weights} do not fit {model_name} ({exc}): pick the matching model.") from None
+        raise UserError(f"CLIP {model_name}:{tag} is not in the local cache and could not be downloaded "
+                        f"({type(exc).__name__}): run `bash download-weights.sh --clip {model_name}:{tag}` on a "
+                        "connected machine, or give a weights file with --clip-weights.") from None
+    model = model.eval().requires_grad_(False)
+    cfg = getattr(model.visual, "preprocess_cfg", {}) or {}
+    size = model.visual.image_size
+    size = size[0] if isinstance(size, (tuple, list)) else int(size)
+    return ClipModel(model, open_clip.get_tokenizer(model_name), model_name, str(weights or tag), size,
+                     tuple(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN)),
+                     tuple(cfg.get("std", open_clip.OPENAI_DATASET_STD)))

@@ -1,0 +1,179 @@
+"""VQGAN models built from taming-transformers' modules, loaded from ``<name>.yaml`` + ``<name>.ckpt``.
+
+``taming.models.vqgan`` needs an old pytorch_lightning, so the model is assembled here from
+``taming.modules`` (Encoder, Decoder, VectorQuantizer2, GumbelQuantize) with the same attribute
+names as taming's ``VQModel``/``GumbelVQ``; Lightning checkpoints then load key for key. The first
+stage of a Net2Net transformer config (``first_stage_config``) loads too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from ..errors import UserError
+from .checkpoints import load_checkpoint, state_dict_of
+
+log = logging.getLogger(__name__)
+
+WEIGHT_SUFFIXES = (".ckpt", ".safetensors", ".pt", ".pth")
+_GUMBEL_TARGETS = ("GumbelVQ",)
+_VQ_TARGETS = ("VQModel", "VQSegmentationModel", "VQNoDiscModel", "EMAVQ", "GumbelVQ")
+
+
+@dataclass(frozen=True)
+class VqganFiles:
+    """A config + weights pair on disk."""
+
+    name: str
+    config: Path
+    weights: Path
+
+    @property
+    def demo(self) -> bool:
+        return self.name.startswith("demo")
+
+
+class Vqgan(nn.Module):
+    """Encoder, quantiser and decoder with taming's attribute names (so checkpoints load as-is)."""
+
+    def __init__(self, ddconfig: dict, n_embed: int, embed_dim: int, gumbel: bool = False,
+                 kl_weight: float = 1e-8):
+        super().__init__()
+        from taming.modules.diffusionmodules.model import Decoder, Encoder
+        from taming.modules.vqvae.quantize import GumbelQuantize, VectorQuantizer2
+
+        self.gumbel = gumbel
+        self.encoder = Encoder(**ddconfig)
+        self.decoder = Decoder(**ddconfig)
+        z_channels = ddconfig["z_channels"]
+        if gumbel:
+            self.quantize = GumbelQuantize(z_channels, embed_dim, n_embed=n_embed, kl_weight=kl_weight,
+                                           temp_init=1.0)
+        else:
+            self.quantize = VectorQuantizer2(n_embed, embed_dim, beta=0.25)
+        self.quant_conv = nn.Conv2d(z_channels, embed_dim, 1)
+        self.post_quant_conv = nn.Conv2d(embed_dim, z_channels, 1)
+        self.factor = 2 ** (len(ddconfig["ch_mult"]) - 1)
+        self.n_embed = n_embed
+        self.embed_dim = embed_dim
+
+    @property
+    def codebook(self) -> torch.Tensor:
+        """The code vectors, shape (n_embed, embed_dim)."""
+        return self.quantize.embed.weight if self.gumbel else self.quantize.embedding.weight
+
+    def decode(self, z_q: torch.Tensor) -> torch.Tensor:
+        """Latent codes (B, embed_dim, h, w) to an image in [-1, 1]."""
+        return self.decoder(self.post_quant_conv(z_q))
+
+    def encode_to_latent(self, image: torch.Tensor) -> torch.Tensor:
+        """An image in [-1, 1] to (unquantised) latent vectors in code space."""
+        h = self.quant_conv(self.encoder(image))
+        if self.gumbel:
+            # GumbelVQ's encoder speaks logits over the codebook; take the most likely code.
+            logits = self.quantize.proj(h)
+            return torch.einsum("bnhw,nd->bdhw", logits.softmax(1), self.codebook)
+        return h
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    try:
+        config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserError(f"The VQGAN config {path} could not be read ({exc}): download it again.") from None
+    if not isinstance(config, dict) or "model" not in config:
+        raise UserError(f"The VQGAN config {path} has no 'model' section: is it a taming-transformers config?")
+    return config
+
+
+def model_section(config: dict) -> tuple[dict, str]:
+    """The VQ model's params and the state-dict key prefix (Net2Net configs nest the first stage)."""
+    model = config["model"]
+    params = model.get("params", {})
+    if "first_stage_config" in params:
+        return params["first_stage_config"], "first_stage_model."
+    return model, ""
+
+
+def build_vqgan(config: dict) -> tuple[Vqgan, str]:
+    """An untrained VQGAN for this config, and the prefix its weights carry in a checkpoint."""
+    section, prefix = model_section(config)
+    target = str(section.get("target", ""))
+    kind = target.rsplit(".", 1)[-1]
+    if kind not in _VQ_TARGETS:
+        raise UserError(f"The VQGAN config names model type {target!r}, which Atelier cannot load: "
+                        f"use a config of one of {', '.join(_VQ_TARGETS)}.")
+    params = section.get("params", {})
+    try:
+        model = Vqgan(params["ddconfig"], int(params["n_embed"]), int(params["embed_dim"]),
+                      gumbel=kind in _GUMBEL_TARGETS, kl_weight=float(params.get("kl_weight", 1e-8)))
+    except KeyError as exc:
+        raise UserError(f"The VQGAN config lacks {exc}: is it a complete taming-transformers config?") from None
+    return model, prefix
+
+
+def load_vqgan(files: VqganFiles, device: str | torch.device = "cpu") -> Vqgan:
+    """Build the model from its config and load the weights, running no code from the checkpoint."""
+    model, prefix = build_vqgan(read_config(files.config))
+    state = state_dict_of(load_checkpoint(files.weights))
+    if prefix:
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    wanted = model.state_dict()
+    # Checkpoints also hold the discriminator/loss weights ('loss.*'): those are not needed here.
+    usable = {k: v for k, v in state.items() if k in wanted}
+    missing = [k for k in wanted if k not in usable]
+    if missing:
+        raise UserError(f"The checkpoint {files.weights.name} does not match {files.config.name} "
+                        f"({len(missing)} weights missing, e.g. {missing[0]}): pick the matching pair.")
+    model.load_state_dict(usable, strict=False)
+    return model.eval().requires_grad_(False).to(device)
+
+
+def find_vqgan_pairs(folder: Path) -> list[VqganFiles]:
+    """Every ``<name>.yaml`` with a weights file of the same name in ``folder``."""
+    pairs = []
+    for config in sorted(Path(folder).glob("*.yaml")):
+        weights = next((config.with_suffix(s) for s in WEIGHT_SUFFIXES if config.with_suffix(s).is_file()), None)
+        if weights is not None:
+            pairs.append(VqganFiles(config.stem, config, weights))
+    return pairs
+
+
+def resolve_vqgan(name_or_stem: str, folders: list[Path]) -> VqganFiles:
+    """A VQGAN by name (a pair in one of ``folders``) or by a path stem given by the user."""
+    stem = Path(name_or_stem).expanduser()
+    for candidate in (stem, stem.with_suffix("")):
+        config = candidate.with_suffix(".yaml")
+        if config.is_file():
+            weights = next((candidate.with_suffix(s) for s in WEIGHT_SUFFIXES
+                            if candidate.with_suffix(s).is_file()), None)
+            if weights is None:
+                raise UserError(f"{config} has no weights beside it: put {candidate.name}.ckpt next to it.")
+            return VqganFiles(candidate.name, config, weights)
+    known = [pair for folder in folders for pair in find_vqgan_pairs(folder)]
+    for pair in known:
+        if pair.name == name_or_stem:
+            return pair
+    names = ", ".join(p.name for p in known) or "none installed"
+    raise UserError(f"Unknown VQGAN model {name_or_stem!r}. Available: {names}; "
+                    f"get more with `bash download-weights.sh --list`.")
+
+
+def short_hash(path: Path, chunk: int = 1 << 20) -> str:
+    """A quick fingerprint: size plus the first and last MiB (hashing GBs at each load is too slow)."""
+    path = Path(path)
+    digest = hashlib.sha256(str(path.stat().st_size).encode())
+    with open(path, "rb") as handle:
+        digest.update(handle.read(chunk))
+        if path.stat().st_size > chunk:
+            handle.seek(-chunk, 2)
+            digest.update(handle.read(chunk))
+    return digest.hexdigest()[:10]

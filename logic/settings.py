@@ -1,0 +1,43 @@
+"""Defaults and paths: every default the UI and CLI show comes from defaults.yaml."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULTS_FILE = ROOT / "defaults.yaml"
+
+
+@functools.lru_cache(maxsize=1)
+def _load_defaults() -> dict:
+    return yaml.safe_load(DEFAULTS_FILE.read_text(encoding="utf-8")) or {}
+
+
+def defaults(section: str | None = None) -> dict:
+    """A copy of defaults.yaml, or of one section of it."""
+    data = copy.deepcopy(_load_defaults())
+    return data.get(section, {}) if section else data
+
+
+def _path_setting(env: str, key: str) -> Path:
+    value = os.environ.get(env) or defaults("paths").get(key, key)
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else ROOT / path
+
+
+def assets_dir() -> Path:
+    return _path_setting("ATELIER_ASSETS", "assets")
+
+
+def output_dir() -> Path:
+    return _path_setting("ATELIER_OUTPUT", "output")
+
+
+def demo_dir() -> Path:
+    """Where the demo models are written on first use (git-ignored)."""
+    return assets_dir() / "demo"
