@@ -68,6 +68,7 @@ def write_json_atomic(path: Path, data: dict) -> None:
             json.dump(data, handle, indent=2, ensure_ascii=False, default=str)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; run folders are meant to be shared and served
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

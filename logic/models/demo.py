@@ -73,7 +73,11 @@ def ensure_demo_clip(folder: Path) -> tuple[str, Path]:
         log.info("Writing the demo CLIP to %s", folder)
         with torch.random.fork_rng():
             torch.manual_seed(0)
-            model = open_clip.create_model(DEMO_CLIP, pretrained=None)
+            logging.disable(logging.WARNING)  # open_clip warns that the model is random: that is the point
+            try:
+                model = open_clip.create_model(DEMO_CLIP, pretrained=None)
+            finally:
+                logging.disable(logging.NOTSET)
         state = {k: v.contiguous() for k, v in model.state_dict().items()}
         _write_atomic(weights, lambda p: save_file(state, str(p)))
     return DEMO_CLIP, weights

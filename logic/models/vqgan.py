@@ -8,7 +8,9 @@ stage of a Net2Net transformer config (``first_stage_config``) loads too.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +54,8 @@ class Vqgan(nn.Module):
 
         self.gumbel = gumbel
         self.encoder = Encoder(**ddconfig)
-        self.decoder = Decoder(**ddconfig)
+        with contextlib.redirect_stdout(io.StringIO()):  # taming prints the latent shape; stdout is the CLI's
+            self.decoder = Decoder(**ddconfig)
         z_channels = ddconfig["z_channels"]
         if gumbel:
             self.quantize = GumbelQuantize(z_channels, embed_dim, n_embed=n_embed, kl_weight=kl_weight,

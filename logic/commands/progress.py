@@ -1,0 +1,96 @@
+"""Running a run in the foreground for the CLI: progress on stderr, Ctrl-C stops and keeps the work."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+
+from .. import jobs, runs
+from ..settings import output_dir as default_output_dir
+
+
+class ProgressPrinter(threading.Thread):
+    """Draws a progress line on stderr from the run's JobState (a bar on a terminal, lines otherwise)."""
+
+    def __init__(self, state: jobs.JobState, interval: float = 0.5):
+        super().__init__(daemon=True)
+        self.state, self.interval = state, interval
+        self.tty = sys.stderr.isatty()
+        self._done = threading.Event()
+        self._last_line = ""
+
+    def run(self) -> None:
+        while not self._done.wait(self.interval if self.tty else 5.0):
+            self.draw()
+
+    def draw(self, end: str = "") -> None:
+        line = format_progress(self.state)
+        if self.tty:
+            sys.stderr.write("\r" + line.ljust(len(self._last_line)) + end)
+        elif line != self._last_line:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+        self._last_line = line
+
+    def finish(self) -> None:
+        self._done.set()
+        self.draw(end="\n")
+
+
+def format_progress(state: jobs.JobState, width: int = 30) -> str:
+    if state.message and state.step == 0:
+        return state.message
+    total = state.total if state.total and state.total > 0 else None
+    bar = ""
+    if total:
+        filled = int(width * min(state.step, total) / total)
+        bar = "[" + "#" * filled + "." * (width - filled) + "] "
+    speed = f" {state.it_s:.2f} it/s" if state.it_s else ""
+    eta = f" ETA {format_seconds(state.eta_s)}" if state.eta_s is not None else ""
+    return f"{bar}{state.step}/{total or '∞'}{speed}{eta}"
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+def run_in_foreground(mode: str, params: dict, args, **extra) -> int:
+    """Create, run and save one run; prints the run folder as the last line of stdout."""
+    engine, spec, run = jobs.submit_run(mode, params, args.output or default_output_dir(), **extra)
+    state = jobs.new_state(run)
+    printer = ProgressPrinter(state)
+    previous = _stop_on_interrupt(state)
+    printer.start()
+    started = time.monotonic()
+    try:
+        jobs.execute_run(engine, spec, run, device=args.device, state=state)
+    finally:
+        printer.finish()
+        signal.signal(signal.SIGINT, previous)
+    return _report(state, run, time.monotonic() - started)
+
+
+def _stop_on_interrupt(state: jobs.JobState):
+    """First Ctrl-C asks the run to stop (it saves what it made); a second one aborts."""
+    def handler(signum, frame):
+        if state.stop_event.is_set():
+            raise KeyboardInterrupt
+        state.stop_event.set()
+        sys.stderr.write("\nStopping… (Ctrl-C again to abort)\n")
+    return signal.signal(signal.SIGINT, handler)
+
+
+def _report(state: jobs.JobState, run: runs.Run, elapsed: float) -> int:
+    if state.status == runs.FAILED:
+        print(f"error: {state.error}", file=sys.stderr)
+    elif state.status == runs.STOPPED:
+        print(f"Stopped at step {state.step}; kept what was made.", file=sys.stderr)
+    else:
+        print(f"Done in {format_seconds(elapsed)}.", file=sys.stderr)
+    print(run.path)
+    return {runs.DONE: 0, runs.STOPPED: 130}.get(state.status, 1)

@@ -1,0 +1,344 @@
+"""Running engines: one lifecycle for every run, a model cache, and one background worker per device.
+
+``execute_run`` is the whole life of a run (load, prepare, iterate, save) and is shared by the CLI
+(in the foreground) and the app (through ``Worker`` in a background thread). Whatever happens —
+done, stopped, failed — the run is saved through ``_finish``.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from PIL import Image
+
+from . import media, runs
+from .devices import free_memory, resolve_device
+from .engines import get_engine
+from .engines.base import Progress, Result, RunContext
+from .errors import UserError, describe_failure
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_EVERY_S = 2.0     # details.json + metrics flush
+PREVIEW_EVERY_S = 0.5        # preview.jpg on disk (the UI gets every preview in memory)
+LOSS_HISTORY = 2000          # points kept in memory for the live loss curve
+
+
+@dataclass
+class JobState:
+    """What a front end shows about a run; updated by the thread that runs it."""
+
+    run_id: str
+    run_dir: Path
+    mode: str
+    status: str = runs.QUEUED
+    step: int = 0
+    total: int = 0
+    it_s: float | None = None
+    eta_s: float | None = None
+    message: str = ""
+    error: str | None = None
+    preview: Image.Image | None = None
+    loss_history: collections.deque = field(default_factory=lambda: collections.deque(maxlen=LOSS_HISTORY))
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    params: dict = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in runs.FINISHED
+
+
+class ModelCache:
+    """Keeps the last loaded models; a different key releases them before loading the new ones."""
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._models: Any = None
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple, load: Callable[[], Any]) -> tuple[Any, bool]:
+        """The models for ``key`` and whether they were loaded now (False: reused)."""
+        with self._lock:
+            if self._key == key and self._models is not None:
+                return self._models, False
+            self.release()
+            self._models = load()
+            self._key = key
+            return self._models, True
+
+    def release(self) -> None:
+        self._models, self._key = None, None
+        free_memory()
+
+
+class _Speedometer:
+    """Step timing: recent it/s, ETA, and the median step for details.json."""
+
+    def __init__(self) -> None:
+        self.durations: list[float] = []
+        self._last = time.perf_counter()
+
+    def tick(self) -> None:
+        now = time.perf_counter()
+        self.durations.append(now - self._last)
+        self._last = now
+
+    def it_s(self) -> float | None:
+        recent = self.durations[-20:]
+        return len(recent) / sum(recent) if recent and sum(recent) > 0 else None
+
+    def eta_s(self, step: int, total: int) -> float | None:
+        rate = self.it_s()
+        return (total - step) / rate if rate and total > 0 else None
+
+    def median(self) -> float | None:
+        return statistics.median(self.durations) if self.durations else None
+
+
+class _RunRecorder:
+    """Turns progress events into the run folder's files: previews, video frames, metrics, checkpoints."""
+
+    def __init__(self, run: runs.Run, state: JobState, fps: float):
+        self.run, self.state = run, state
+        self.video = media.FrameWriter(run.file(runs.ANIM), fps=fps)
+        self.speed = _Speedometer()
+        self.last_image: Image.Image | None = None
+        self._metrics: list[dict] = []
+        self._last_checkpoint = self._last_preview = 0.0
+
+    def record(self, event: Progress) -> None:
+        self.speed.tick()
+        state = self.state
+        state.step, state.total = event.step, event.total
+        state.it_s, state.eta_s = self.speed.it_s(), self.speed.eta_s(event.step, event.total)
+        if event.message:
+            state.message = event.message
+        if event.metrics:
+            row = {"step": event.step, **event.metrics}
+            self._metrics.append(row)
+            state.loss_history.append(row)
+        if event.image is not None:
+            self._show(event.image, event.frame)
+        if time.monotonic() - self._last_checkpoint >= CHECKPOINT_EVERY_S:
+            self.checkpoint()
+
+    def _show(self, image: Image.Image, frame: bool) -> None:
+        self.last_image = self.state.preview = image
+        if frame:
+            self.video.add(image)
+        if time.monotonic() - self._last_preview >= PREVIEW_EVERY_S:
+            media.save_preview(image, self.run.file(runs.PREVIEW))
+            self._last_preview = time.monotonic()
+
+    def checkpoint(self) -> None:
+        self.run.append_metrics(self._metrics)
+        self._metrics = []
+        s = self.state
+        self.run.update(progress={"step": s.step, "total": s.total},
+                        it_s=_round(s.it_s), eta_s=_round(s.eta_s))
+        self._last_checkpoint = time.monotonic()
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def submit_run(mode: str, params: dict, output_dir: Path | str, **extra: Any) -> tuple[Any, Any, runs.Run]:
+    """Check the inputs and create the queued run folder; returns (engine, spec, run).
+
+    Bad input raises UserError here, before any folder is made.
+    """
+    engine = get_engine(mode)
+    spec = engine.build_spec(params)
+    run = runs.create_run(output_dir, mode, spec.to_params(), **extra)
+    return engine, spec, run
+
+
+def execute_run(engine, spec, run: runs.Run, *, device: str | None = None, cache: ModelCache | None = None,
+                state: JobState | None = None) -> JobState:
+    """Run a queued run to its end and save it; never raises for engine failures."""
+    device = resolve_device(device)
+    cache = cache or ModelCache()
+    state = state or new_state(run)
+    state.status = runs.RUNNING
+    run.update(status=runs.RUNNING, started=runs.now_iso(), device=device)
+    recorder = _RunRecorder(run, state, fps=float(getattr(spec, "fps", 10) or 10))
+    timing: dict[str, float | None] = {"load_s": None, "generate_s": None, "median_step_s": None}
+    result: Result | None = None
+    try:
+        spec, models, timing["load_s"] = _load_and_prepare(engine, spec, run, device, cache, state)
+        ctx = RunContext(run.path, device, state.stop_event, report=lambda m: setattr(state, "message", m))
+        started = time.perf_counter()
+        result = _iterate(engine.generate(spec, models, ctx), recorder)
+        timing["generate_s"] = round(time.perf_counter() - started, 3)
+        status, error = (runs.STOPPED if state.stop_event.is_set() else runs.DONE), None
+    except KeyboardInterrupt:
+        status, error = runs.STOPPED, None
+    except Exception as exc:  # noqa: BLE001 - any failure ends as a failed run with a sentence
+        if not isinstance(exc, UserError):
+            log.exception("Run %s failed", run.run_id)
+        status, error = runs.FAILED, describe_failure(exc)
+        if not isinstance(exc, UserError) and "out of memory" in error:
+            cache.release()
+    timing["median_step_s"] = _round(recorder.speed.median(), 4)
+    _finish(run, state, recorder, result, status, error, timing, spec)
+    return state
+
+
+def new_state(run: runs.Run) -> JobState:
+    return JobState(run.run_id, run.path, run.details.get("mode", ""), params=run.details.get("params", {}),
+                    total=run.details.get("progress", {}).get("total") or 0)
+
+
+def _load_and_prepare(engine, spec, run: runs.Run, device: str, cache: ModelCache, state: JobState):
+    state.message = "Loading models…"
+    started = time.perf_counter()
+    models, loaded = cache.get(engine.model_key(spec, device),
+                               lambda: engine.load_models(spec, device, lambda m: setattr(state, "message", m)))
+    load_s = round(time.perf_counter() - started, 3) if loaded else 0.0
+    spec = engine.prepare(spec, models)
+    run.update(params=spec.to_params(), **engine.describe(spec, models))
+    state.params = run.details["params"]
+    state.message = ""
+    return spec, models, load_s
+
+
+def _iterate(events, recorder: _RunRecorder) -> Result | None:
+    result = None
+    with torch.inference_mode(False):
+        for event in events:
+            if isinstance(event, Result):
+                result = event
+            else:
+                recorder.record(event)
+    return result
+
+
+def _finish(run: runs.Run, state: JobState, recorder: _RunRecorder, result: Result | None, status: str,
+            error: str | None, timing: dict, spec) -> None:
+    """The one save path for done, stopped and failed runs: nothing already made is lost."""
+    try:
+        recorder.checkpoint()
+    except OSError:
+        log.exception("Could not write the last checkpoint of %s", run.run_id)
+    recorder.video.close()
+    if recorder.video.frames == 0:
+        run.file(runs.ANIM).unlink(missing_ok=True)
+    final = result.images[0] if result and result.images else recorder.last_image
+    extra = _save_images(run, result, final, spec)
+    if getattr(spec, "gif", False) and run.file(runs.ANIM).is_file():
+        media.gif_from_mp4(run.file(runs.ANIM), run.file(runs.GIF))
+    run.file(runs.PREVIEW).unlink(missing_ok=True)
+    state.status, state.error = status, error
+    if final is not None:
+        state.preview = final
+    run.update(status=status, error=error, finished=runs.now_iso(), timing=timing,
+               progress={"step": state.step, "total": state.total}, frames=recorder.video.frames,
+               it_s=_round(state.it_s), eta_s=None, **extra)
+    free_memory()
+
+
+def _save_images(run: runs.Run, result: Result | None, final: Image.Image | None, spec) -> dict:
+    if final is None:
+        return {}
+    parameters = result.parameters if result else None
+    media.save_png(final, run.file(runs.OUTPUT), parameters)
+    media.save_thumbnail(final, run.file(runs.THUMB))
+    extra: dict = dict(result.details) if result else {}
+    if result:
+        for name, image in result.extra_files.items():
+            media.save_png(image, run.file(name), parameters)
+        if result.state is not None:
+            torch.save(result.state, run.file("state.pt"))
+    return extra
+
+
+class Worker:
+    """One background thread per device running queued runs in order; front ends poll ``snapshot``."""
+
+    def __init__(self, device: str | None, output_dir: Path | str):
+        self.device = resolve_device(device)
+        self.output_dir = Path(output_dir)
+        self.cache = ModelCache()
+        self._queue: collections.deque[tuple[Any, Any, runs.Run, JobState]] = collections.deque()
+        self._states: dict[str, JobState] = {}
+        self._order: list[str] = []
+        self._wake = threading.Condition()
+        runs.mark_interrupted_runs(self.output_dir)
+        self._thread = threading.Thread(target=self._loop, name=f"atelier-worker-{self.device}", daemon=True)
+        self._thread.start()
+
+    def submit(self, mode: str, params: dict, **extra: Any) -> JobState:
+        engine, spec, run = submit_run(mode, params, self.output_dir, **extra)
+        state = new_state(run)
+        with self._wake:
+            self._states[run.run_id] = state
+            self._order.append(run.run_id)
+            self._queue.append((engine, spec, run, state))
+            self._wake.notify()
+        return state
+
+    def stop(self, run_id: str) -> None:
+        """Stop a running run (cooperatively) or drop a queued one (marked stopped)."""
+        with self._wake:
+            state = self._states.get(run_id)
+            if state is None:
+                return
+            state.stop_event.set()
+            queued = [item for item in self._queue if item[2].run_id == run_id]
+            for item in queued:
+                self._queue.remove(item)
+                item[2].update(status=runs.STOPPED, finished=runs.now_iso())
+                state.status = runs.STOPPED
+
+    def state(self, run_id: str) -> JobState | None:
+        return self._states.get(run_id)
+
+    def current(self) -> JobState | None:
+        return next((s for s in self._states.values() if s.status == runs.RUNNING), None)
+
+    def queued(self) -> list[JobState]:
+        with self._wake:
+            return [item[3] for item in self._queue]
+
+    def recent(self, limit: int = 10) -> list[JobState]:
+        return [self._states[i] for i in reversed(self._order[-limit:])]
+
+    def release_models(self) -> None:
+        self.cache.release()
+
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                while not self._queue:
+                    self._wake.wait()
+                engine, spec, run, state = self._queue.popleft()
+            try:
+                execute_run(engine, spec, run, device=self.device, cache=self.cache, state=state)
+            except Exception:  # noqa: BLE001 - the worker must survive anything to run the next job
+                log.exception("Worker could not save run %s", run.run_id)
+                state.status, state.error = runs.FAILED, "The run could not be saved; the log has the details."
+
+
+_workers: dict[tuple[str, str], Worker] = {}
+_workers_lock = threading.Lock()
+
+
+def get_worker(device: str | None = None, output_dir: Path | str | None = None) -> Worker:
+    """The process-wide worker for a device and output folder (created on first use)."""
+    from .settings import defaults, output_dir as default_output
+
+    device = resolve_device(device or defaults().get("device"))
+    key = (device, str(Path(output_dir or default_output()).resolve()))
+    with _workers_lock:
+        if key not in _workers:
+            _workers[key] = Worker(device, key[1])
+        return _workers[key]

@@ -1,0 +1,30 @@
+"""Shared test setup: every test writes into temporary folders; demo models are built once a session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def atelier_dirs(tmp_path_factory):
+    """Point assets/ and output/ at temporary folders for the whole session."""
+    assets = tmp_path_factory.mktemp("assets")
+    output = tmp_path_factory.mktemp("output")
+    old = {key: os.environ.get(key) for key in ("ATELIER_ASSETS", "ATELIER_OUTPUT")}
+    os.environ["ATELIER_ASSETS"], os.environ["ATELIER_OUTPUT"] = str(assets), str(output)
+    yield {"assets": assets, "output": output}
+    for key, value in old.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture
+def output_dir(tmp_path):
+    """A fresh output folder for one test."""
+    folder = tmp_path / "output"
+    folder.mkdir()
+    return folder
