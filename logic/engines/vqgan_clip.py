@@ -99,7 +99,8 @@ def _check_spec(spec: VqganSpec) -> None:
         raise UserError(f"cut_pow must be above 0, not {spec.cut_pow}.")
     if spec.every < 1:
         raise UserError(f"The frame interval must be at least 1 step, not {spec.every}.")
-    if spec.seed is not None and not 0 <= int(spec.seed) <= MAX_SEED:
+    if spec.seed is not None and (isinstance(spec.seed, bool) or not isinstance(spec.seed, int)
+                                  or not 0 <= spec.seed <= MAX_SEED):
         raise UserError(f"The seed must be between 0 and {MAX_SEED}, not {spec.seed}.")
 
 
