@@ -106,10 +106,10 @@ def _check_spec(spec: VqganSpec) -> None:
 
 def _check_models_exist(spec: VqganSpec) -> None:
     """Name the missing model before a run folder is made (loading comes later, in the worker)."""
-    if spec.vqgan != DEMO_VQGAN:
-        resolve_vqgan(spec.vqgan, vqgan_folders())
     if spec.clip_weights and not Path(spec.clip_weights).is_file():
         raise UserError(f"The CLIP weights file {spec.clip_weights} does not exist: check the path.")
+    if spec.vqgan != DEMO_VQGAN:
+        resolve_vqgan(spec.vqgan, vqgan_folders())
 
 
 # 2. Load models ----------------------------------------------------------------------------------
