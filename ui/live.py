@@ -30,16 +30,34 @@ def show_progress(state: jobs.JobState, worker: jobs.Worker) -> None:
         worker.stop(state.run_id)
         st.toast("Stopping…")
     if state.preview is not None:
-        st.image(state.preview, caption="Live preview", width="content")
+        st.image(state.preview, caption="Live preview", width=display_width(state.preview.width))
     show_loss_curve(list(state.loss_history))
+
+
+DISPLAY_MIN = 384  # small (demo) images are scaled up for viewing
+
+
+def display_width(image_width: int) -> int:
+    return max(DISPLAY_MIN, min(image_width, 1024))
+
+
+@st.cache_data(max_entries=16)
+def read_file(path: str, mtime: float) -> bytes:
+    """Result files, read once per version rather than at every refresh of the live panel."""
+    return Path(path).read_bytes()
+
+
+def file_bytes(path: Path) -> bytes:
+    return read_file(str(path), path.stat().st_mtime)
 
 
 def show_loss_curve(rows: list[dict]) -> None:
     if len(rows) < 2:
         return
-    keys = [k for k in rows[-1] if k != "step"]
-    chart = {k: [row.get(k) for row in rows] for k in keys}
-    st.line_chart(chart, height=200, x_label="step", y_label="loss")
+    import pandas as pd
+
+    frame = pd.DataFrame(rows).set_index("step")
+    st.line_chart(frame, height=220, x_label="step", y_label="loss")
 
 
 def show_result(state: jobs.JobState) -> None:
@@ -53,9 +71,11 @@ def show_result(state: jobs.JobState) -> None:
         st.success(f"Done: {state.step} steps.")
     image = runs.output_image(run.path, details)
     if image:
-        st.image(str(image), caption=details.get("prompt_used") or details.get("prompt"), width="content")
+        width = (details.get("size") or [DISPLAY_MIN])[0]
+        st.image(file_bytes(image), caption=details.get("prompt_used") or details.get("prompt"),
+                 width=display_width(int(width)))
     if run.file(runs.ANIM).is_file():
-        st.video(str(run.file(runs.ANIM)))
+        st.video(file_bytes(run.file(runs.ANIM)))
     st.caption(f"Run folder: `{run.path}`")
     if run.file(runs.METRICS).is_file():
         show_loss_curve(runs.read_metrics(run.path))
