@@ -20,19 +20,23 @@ from logic import runs
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = "1"
+INDEX_VERSION = "2"
 FULL_SWEEP_S = 15.0      # how often every folder's time is checked even if nothing seemed to move
 RECENT_NS = 2_000_000_000  # a folder changed this recently may change again within the same tick
 TRACKED_FILES = (runs.ANIM, runs.THUMB, runs.PREVIEW, runs.METRICS)
 COLUMNS = ("name", "run_id", "created", "mode", "model", "status", "raw_status", "prompt",
-           "parent_run_id", "files", "details", "image")
+           "parent_run_id", "files", "image", "details")
+RUN_COLUMNS = COLUMNS[:-1]   # details live in their own table: listing rows stay small and fast to scan
+SORT_SCAN_MIN = 500          # from this many matches, walk the name index instead of sorting matches
+_SELECT = "SELECT runs.*, bodies.details AS details FROM runs JOIN bodies ON bodies.id = runs.id"
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS runs(
     id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, mtime_ns INTEGER NOT NULL,
     run_id TEXT, created TEXT, mode TEXT, model TEXT, status TEXT, raw_status TEXT,
-    prompt TEXT, parent_run_id TEXT, files TEXT, details TEXT, image TEXT);
+    prompt TEXT, parent_run_id TEXT, files TEXT, image TEXT);
+CREATE TABLE IF NOT EXISTS bodies(id INTEGER PRIMARY KEY, details TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS runs_run_id ON runs(run_id);
 CREATE INDEX IF NOT EXISTS runs_parent ON runs(parent_run_id);
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status, name);
@@ -94,7 +98,7 @@ def row_from_details(name: str, details: dict, files: dict) -> tuple:
     return (name, run_id, str(details.get("created") or ""), str(details.get("mode") or ""),
             model_label(details.get("model")), status, str(details.get("status") or ""),
             str(details.get("prompt") or ""), details.get("parent_run_id"),
-            json.dumps(files), json.dumps(details, default=str), files.get("@image") or "")
+            json.dumps(files), files.get("@image") or "", json.dumps(details, default=str))
 
 
 class RunIndex:
@@ -138,7 +142,7 @@ class RunIndex:
 
     def _reset(self, conn: sqlite3.Connection) -> None:
         """Start the cache afresh (new file, or one written by another version)."""
-        for table in ("meta", "runs", "skipped", "prompts"):
+        for table in ("meta", "runs", "bodies", "skipped", "prompts"):
             conn.execute(f"DROP TABLE IF EXISTS {table}")
         conn.executescript(_DDL)
         conn.execute("INSERT INTO meta VALUES('version', ?)", (INDEX_VERSION,))
@@ -215,8 +219,7 @@ class RunIndex:
     def _update_liveness(self, conn: sqlite3.Connection) -> bool:
         """Show as interrupted the active runs whose process died (nothing is written to them)."""
         changed = False
-        rows = conn.execute("SELECT id, status, details FROM runs WHERE raw_status IN (?, ?)",
-                            runs.ACTIVE).fetchall()
+        rows = conn.execute(f"{_SELECT} WHERE raw_status IN (?, ?)", runs.ACTIVE).fetchall()
         for row in rows:
             status = runs.effective_status(json.loads(row["details"])).get("status")
             if status != row["status"]:
@@ -238,19 +241,21 @@ class RunIndex:
 
     def _upsert(self, conn: sqlite3.Connection, row: tuple, mtime_ns: int) -> bool:
         """Insert or update one run; True when what the gallery shows of it changed."""
-        old = conn.execute(f"SELECT id, {', '.join(COLUMNS)} FROM runs WHERE name=?", (row[0],)).fetchone()
+        old = conn.execute(f"{_SELECT} WHERE name=?", (row[0],)).fetchone()
         if old is None:
-            cur = conn.execute(f"INSERT INTO runs(mtime_ns, {', '.join(COLUMNS)}) "
-                               f"VALUES(?{', ?' * len(COLUMNS)})", (mtime_ns, *row))
+            cur = conn.execute(f"INSERT INTO runs(mtime_ns, {', '.join(RUN_COLUMNS)}) "
+                               f"VALUES(?{', ?' * len(RUN_COLUMNS)})", (mtime_ns, *row[:-1]))
+            conn.execute("INSERT INTO bodies VALUES(?, ?)", (cur.lastrowid, row[-1]))
             conn.execute("INSERT INTO prompts(rowid, prompt) VALUES(?, ?)", (cur.lastrowid, row[7]))
             return True
-        if tuple(old)[1:] == row:
-            conn.execute("UPDATE runs SET mtime_ns=? WHERE id=?", (mtime_ns, old[0]))
+        if tuple(old[c] for c in COLUMNS) == row:
+            conn.execute("UPDATE runs SET mtime_ns=? WHERE id=?", (mtime_ns, old["id"]))
             return False
-        sets = ", ".join(f"{c}=?" for c in COLUMNS)
-        conn.execute(f"UPDATE runs SET mtime_ns=?, {sets} WHERE id=?", (mtime_ns, *row, old[0]))
+        sets = ", ".join(f"{c}=?" for c in RUN_COLUMNS)
+        conn.execute(f"UPDATE runs SET mtime_ns=?, {sets} WHERE id=?", (mtime_ns, *row[:-1], old["id"]))
+        conn.execute("UPDATE bodies SET details=? WHERE id=?", (row[-1], old["id"]))
         if old["prompt"] != row[7]:
-            conn.execute("UPDATE prompts SET prompt=? WHERE rowid=?", (row[7], old[0]))
+            conn.execute("UPDATE prompts SET prompt=? WHERE rowid=?", (row[7], old["id"]))
         return True
 
     def _delete(self, conn: sqlite3.Connection, name: str) -> bool:
@@ -258,6 +263,7 @@ class RunIndex:
         old = conn.execute("SELECT id FROM runs WHERE name=?", (name,)).fetchone()
         if old is not None:
             conn.execute("DELETE FROM prompts WHERE rowid=?", (old[0],))
+            conn.execute("DELETE FROM bodies WHERE id=?", (old[0],))
             conn.execute("DELETE FROM runs WHERE id=?", (old[0],))
         conn.execute("DELETE FROM skipped WHERE name=?", (name,))
         return old is not None
@@ -277,15 +283,35 @@ class RunIndex:
               limit: int = 24, offset: int = 0, finished_with_image: bool = False) -> tuple[int, list]:
         """(total, rows) for one page, newest first; counts are cached until the index changes."""
         where, args = self._where(q, mode, model, status, finished_with_image)
+        total = self._count(where, args, only_search=bool(q) and not (mode or model or status
+                                                                       or finished_with_image))
+        if total == 0 or limit <= 0:
+            return total, []
+        # Many matches: walk the name index newest first and stop after one page; few: sort them.
+        hint = "INDEXED BY sqlite_autoindex_runs_1" if q and total >= SORT_SCAN_MIN else ""
+        ids = [r[0] for r in self._conn().execute(
+            f"SELECT id FROM runs {hint} {where} ORDER BY name DESC LIMIT ? OFFSET ?", (*args, limit, offset))]
+        return total, self._rows(ids)
+
+    def _count(self, where: str, args: list, only_search: bool) -> int:
         key = (self.generation, where, tuple(args))
-        conn = self._conn()
         total = self._counts.get(key)
         if total is None:
-            total = conn.execute(f"SELECT count(*) FROM runs {where}", args).fetchone()[0]
+            if only_search and "MATCH" in where:  # the full-text index counts its own matches fast
+                sql = "SELECT count(*) FROM prompts WHERE prompts MATCH ?"
+            else:
+                sql = f"SELECT count(*) FROM runs {where}"
+            total = self._conn().execute(sql, args).fetchone()[0]
             self._counts[key] = total
-        rows = conn.execute(f"SELECT * FROM runs {where} ORDER BY name DESC LIMIT ? OFFSET ?",
-                            (*args, limit, offset)).fetchall()
-        return total, rows
+        return total
+
+    def _rows(self, ids: list[int]) -> list:
+        """Full rows (with details) for these ids, in the same order."""
+        if not ids:
+            return []
+        found = {r["id"]: r for r in self._conn().execute(
+            f"{_SELECT} WHERE runs.id IN ({', '.join('?' * len(ids))})", ids)}
+        return [found[i] for i in ids if i in found]
 
     @staticmethod
     def _where(q, mode, model, status, finished_with_image) -> tuple[str, list]:
@@ -320,12 +346,11 @@ class RunIndex:
     def get(self, run_id: str):
         """The row of a run by its id (or folder name), or None."""
         return self._conn().execute(
-            "SELECT * FROM runs WHERE run_id=? OR name=? ORDER BY name DESC LIMIT 1",
-            (run_id, run_id)).fetchone()
+            f"{_SELECT} WHERE run_id=? OR name=? ORDER BY name DESC LIMIT 1", (run_id, run_id)).fetchone()
 
     def children(self, run_id: str) -> list:
         return self._conn().execute(
-            "SELECT * FROM runs WHERE parent_run_id=? ORDER BY name DESC LIMIT 100", (run_id,)).fetchall()
+            f"{_SELECT} WHERE parent_run_id=? ORDER BY name DESC LIMIT 100", (run_id,)).fetchall()
 
     def names(self) -> set[str]:
         return {r[0] for r in self._conn().execute("SELECT name FROM runs")}

@@ -417,7 +417,7 @@ def test_default_cache_is_outside_the_output_folder_and_host_is_local(output, mo
 
 
 def test_refresh_is_cheap_when_nothing_changed(output, tmp_path):
-    make_runs(output, 200)
+    make_runs(output, 100)
     age(output)
     app = gallery.create_app(output, cache_dir=tmp_path / "cache", refresh_s=0)
     index = app.extensions["run_index"]
