@@ -11,6 +11,7 @@ generic prompt bank, for the naive recipe ("before") and the configured method (
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -120,7 +121,9 @@ def _image_scores(matcher, indices, folder: Path):
         raise UserError(f"The held-out folder {folder} has no artist folders with images: lay it out like "
                         "assets/artists (one folder per artist).")
     truth = _labels(indices[1].names, matcher.artists, [w.name for w in works], "held-out folder")
-    cache = EmbeddingCache(folder / ".cache", matcher.clip, matcher.cache.device, matcher.settings.batch_size)
+    # Held-out embeddings are cached beside the library's, not inside the user's held-out folder.
+    tag = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:10]
+    cache = EmbeddingCache(matcher.settings.cache_root / f"heldout-{tag}", matcher.clip, matcher.cache.device, matcher.settings.batch_size)
     cache.update(works)
     embedded = cache.load(works)
     rows = [(embedded[w.name], t) for w, t in zip(works, truth) if w.name in embedded]
