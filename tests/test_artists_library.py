@@ -204,3 +204,15 @@ def test_cli_eval_before_and_after(library, tmp_path, demo_assets, capsys):
         assert 0 < report[label]["max_win_share"] <= 1
         assert report[label]["prompts"]["n"] == 2 and report[label]["heldout"]["n"] == 2
         assert 0 < report[label]["prompts"]["mrr"] <= 1
+
+
+def test_python_m_logic_wires_the_artists_command(library, demo_assets, capsys, monkeypatch):
+    import logic.__main__ as main_module
+
+    # Only this branch's command: the other command modules land from their own branches.
+    monkeypatch.setattr(main_module, "COMMAND_MODULES", ["artists"])
+    assert main_module.main(["artists", "list", "--artists-dir", str(library)]) == 0
+    assert "Alpha" in capsys.readouterr().out
+    assert main_module.main(["artists", "match", "a cat", "--demo", "--artists-dir", str(library),
+                             "--top", "0"]) == 2
+    assert "--top 0" in capsys.readouterr().err
