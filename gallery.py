@@ -185,8 +185,7 @@ def _register_routes(app: Flask, index: RunIndex) -> None:
 
     @app.get("/api/runs/<run_id>")
     def api_run(run_id):
-        detail = views.run_detail(index, _row_or_404(index, run_id), output_dir)
-        return jsonify({k: v for k, v in detail.items() if k != "details"} | {"details": detail["details"]})
+        return jsonify(views.run_detail(index, _row_or_404(index, run_id), output_dir))
 
     @app.get("/api/version")
     def api_version():

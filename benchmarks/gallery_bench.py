@@ -71,16 +71,26 @@ def encoded_images() -> tuple[bytes, bytes]:
     return png.getvalue(), jpg.getvalue()
 
 
-def make_folder(output: Path, count: int, seed: int = 0) -> None:
-    """``count`` finished runs in the current layout (90% with thumb.jpg, as runs ending now have)."""
+def make_folder(output: Path, count: int, seed: int = 0, legacy: bool = False) -> None:
+    """``count`` finished runs in the current layout (90% with thumb.jpg, as runs ending now have),
+    or as the original vqgan-clip-app wrote them (output.PNG, details.json with text_input)."""
     rng = random.Random(seed)
     png, jpg = encoded_images()
     output.mkdir(parents=True, exist_ok=True)
     for i in range(count):
         run_id = f"r{i:07d}"
+        details = details_for(rng, i, run_id)
+        if legacy:
+            folder = output / f"2021{1 + i // 100000:02d}01T{i % 1000000:06d}_{run_id}"
+            folder.mkdir()
+            legacy_details = {"text_input": details["prompt"], "num_steps": 300, "seed": i,
+                              "model": "vqgan_imagenet_f16_16384", "image_prompts": []}
+            (folder / "details.json").write_text(json.dumps(legacy_details, indent=4))
+            (folder / "output.PNG").write_bytes(png)
+            continue
         folder = output / f"2026{1 + i // 100000:02d}01T{i % 1000000:06d}-{run_id}"
         folder.mkdir()
-        (folder / "details.json").write_text(json.dumps(details_for(rng, i, run_id), indent=2))
+        (folder / "details.json").write_text(json.dumps(details, indent=2))
         (folder / "output.png").write_bytes(png)
         if i % 10:
             (folder / "thumb.jpg").write_bytes(jpg)
@@ -163,6 +173,7 @@ def bench_gallery(output: Path, cache: Path, runs: int, per_page: int) -> dict:
     result = {}
     cold = Server(argv)
     result["cold_start_s"] = cold.start()
+    result["cold_peak_rss_mb"] = cold.peak_rss_mb()  # it built the whole index itself
     cold.stop()
     warm = Server(argv)
     result["warm_start_s"] = warm.start()
@@ -171,7 +182,9 @@ def bench_gallery(output: Path, cache: Path, runs: int, per_page: int) -> dict:
     get(warm.base + "/")
     html = timings_ms([f"{warm.base}/?page={rng.randint(1, pages)}" for _ in range(200)])
     api = timings_ms([f"{warm.base}/api/runs?page={rng.randint(1, pages)}" for _ in range(200)])
-    run_pages = timings_ms([f"{warm.base}/runs/r{rng.randrange(runs):07d}" for _ in range(100)])
+    run_urls = [run["url"] for k in (1, max(1, runs // 400)) for run in
+                json.loads(get(f"{warm.base}/api/runs?per_page=200&page={k}"))["runs"]]
+    run_pages = timings_ms([warm.base + rng.choice(run_urls) for _ in range(100)])
     search = timings_ms([f"{warm.base}/?q={urllib.request.quote(rng.choice(QUERIES))}" for _ in range(100)])
     result.update(page_p50_ms=p(html, .5), page_p95_ms=p(html, .95), api_p50_ms=p(api, .5),
                   run_page_p50_ms=p(run_pages, .5), http_search_p50_ms=p(search, .5),
@@ -181,21 +194,10 @@ def bench_gallery(output: Path, cache: Path, runs: int, per_page: int) -> dict:
     return result
 
 
-def bench_cold_rss(output: Path, cache: Path, per_page: int) -> float:
-    """Peak RSS of a server that built the whole index itself and then served a page."""
-    shutil.rmtree(cache, ignore_errors=True)
-    server = Server([sys.executable, "gallery.py", str(output), "--cache", str(cache), "-n", str(per_page)])
-    server.start()
-    rss = server.peak_rss_mb()
-    server.stop()
-    return rss
-
-
 def bench_original(output: Path, per_page: int) -> dict:
     server = Server([sys.executable, "benchmarks/original_gallery_ref.py", str(output), "-n", str(per_page)])
     first = server.start()
-    second = timings_ms([server.base + "/?page=2"])[0] / 1000
-    result = {"start_to_first_page_s": first, "next_page_s": second, "peak_rss_mb": server.peak_rss_mb()}
+    result = {"start_to_first_page_s": first, "peak_rss_mb": server.peak_rss_mb()}
     server.stop()
     return result
 
@@ -235,19 +237,20 @@ def main() -> None:
     parser.add_argument("--search-prompts", type=int, default=100000)
     parser.add_argument("--per-page", type=int, default=24)
     parser.add_argument("--skip-original", action="store_true")
+    parser.add_argument("--legacy", action="store_true", help="write the folders in the original app's layout")
     parser.add_argument("--keep", metavar="DIR", help="keep the synthetic folder here")
     args = parser.parse_args()
     workdir = Path(args.keep or tempfile.mkdtemp(prefix="gallery-bench-"))
     output, cache = workdir / "output", workdir / "cache"
-    results: dict = {"runs": args.runs, "cpus": os.cpu_count()}
+    results: dict = {"runs": args.runs, "layout": "original" if args.legacy else "current",
+                     "cpus": os.cpu_count()}
     try:
         started = time.perf_counter()
         if not output.is_dir():
-            make_folder(output, args.runs)
+            make_folder(output, args.runs, legacy=args.legacy)
         results["make_folder_s"] = round(time.perf_counter() - started, 1)
         shutil.rmtree(cache, ignore_errors=True)
         results["gallery"] = bench_gallery(output, cache, args.runs, args.per_page)
-        results["gallery"]["cold_build_peak_rss_mb"] = bench_cold_rss(output, cache, args.per_page)
         if args.search_prompts:
             results["search"] = bench_search(args.search_prompts, workdir)
         if not args.skip_original:

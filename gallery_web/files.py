@@ -8,10 +8,6 @@ import logging
 import os
 from pathlib import Path
 
-from PIL import Image
-
-from logic import media
-
 log = logging.getLogger(__name__)
 
 
@@ -54,6 +50,10 @@ def cached_thumbnail(output_dir: Path, cache_dir: Path, name: str, image: str, s
 
 
 def _make_thumbnail(source: Path, target: Path, size: int) -> Path | None:
+    from PIL import Image  # imported on first use: a warm start needs neither Pillow nor numpy
+
+    from logic import media
+
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.jpg")  # suffix picks the format
     try:

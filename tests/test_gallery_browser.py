@@ -64,7 +64,8 @@ def test_index_and_run_page_render_and_new_runs_appear(serve, page, tmp_path):
     page.goto(base + "/")
     card = page.locator(f'li[data-run-id="{first.run_id}"]')
     assert "a lighthouse in a storm" in card.inner_text()
-    assert page.evaluate("() => document.querySelector('li.card img').naturalWidth") > 0
+    # lazy thumbnails do not hold up the load event: wait for the one made into the cache
+    page.wait_for_function("() => document.querySelector('li.card img').naturalWidth > 0")
     page.evaluate("() => { window.notReloaded = true; }")
     second = make_run(output, "a new harbour", stamp="20260101T000002")
     page.locator(f'li[data-run-id="{second.run_id}"]').wait_for()
@@ -126,3 +127,25 @@ def test_kiosk_advances_and_shows_new_runs(serve, page, tmp_path):
     page.wait_for_function(f"() => document.querySelector('#kiosk').dataset.runId === '{new.run_id}'")
     assert page.locator("#caption").inner_text() == "fresh off the press"
     assert page.evaluate("() => document.querySelector('#stage img').complete")
+
+
+def test_kiosk_plays_the_mp4_then_moves_on(serve, page, tmp_path):
+    from PIL import Image
+
+    from logic.media import FrameWriter
+
+    output = tmp_path / "output"
+    still = make_run(output, "a still image", stamp="20260101T000001")
+    moving = make_run(output, "a moving image", stamp="20260101T000002")
+    with FrameWriter(moving.file(runs.ANIM), fps=10) as writer:
+        for i in range(8):
+            writer.add(Image.new("RGB", (32, 32), (30 * i, 0, 0)))
+    moving.update(status="done")
+    base = serve(output, kiosk=True, kiosk_interval_s=1, kiosk_play_video=True)
+    page.goto(base + "/")
+    page.wait_for_function(f"() => document.querySelector('#kiosk').dataset.runId === '{moving.run_id}'")
+    page.wait_for_function("() => { const v = document.querySelector('#stage video');"
+                           " return v && v.currentTime > 0 && !v.error; }")
+    assert "anim.mp4" in page.locator("#stage video").get_attribute("src")
+    page.wait_for_function(f"() => document.querySelector('#kiosk').dataset.runId === '{still.run_id}'")
+    assert page.locator("#stage img").count() == 1
