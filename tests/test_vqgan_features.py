@@ -52,8 +52,8 @@ def test_init_image_is_resized_and_encoded(tmp_path, output_dir):
     image = write_image(tmp_path / "init.png", size=(100, 37))
     opt, models = optimisation(prompt="x", init_image=str(image))
     from logic.vqgan.synthesis import to_pixels
-    expected = opt.synth.encode(to_pixels(media.open_user_image(image), [64, 64], "cpu"))
-    assert torch.allclose(opt.z, expected) and opt.z.shape[-2:] == (16, 16)
+    expected = opt.synth.encode(to_pixels(media.open_user_image(image), [32, 32], "cpu"))
+    assert torch.allclose(opt.z, expected) and opt.z.shape[-2:] == (8, 8)
     _, run, details = run_vqgan(output_dir, prompt="x", init_image=str(image))
     assert (run.path / "inputs" / "init-image.png").is_file()
     assert details["params"]["init_image"] == str(run.path / "inputs" / "init-image.png")
@@ -79,16 +79,16 @@ def test_continue_carries_latent_and_optimiser_and_records_the_parent(output_dir
     assert details["parent_run_id"] == parent_details["run_id"]
     assert details["continued"] == "latent and optimiser state"
     assert load_checkpoint(child.path / "state.pt")["optimiser"]["state"][0]["step"].item() == 5
-    assert details["params"]["size"] == [64, 64]
+    assert details["params"]["size"] == [32, 32]
 
 
 def test_continue_with_a_new_size_resizes_the_latent(output_dir):
     _, parent, _ = run_vqgan(output_dir, prompt="autumn", steps=2)
-    _, child, details = run_vqgan(output_dir, prompt="winter", continue_from=str(parent.path), size=[96, 64], steps=2)
+    _, child, details = run_vqgan(output_dir, prompt="winter", continue_from=str(parent.path), size=[48, 32], steps=2)
     assert details["status"] == "done", details["error"]
     state = load_checkpoint(child.path / "state.pt")
-    assert state["z"].shape[-2:] == (16, 24)
-    assert state["optimiser"]["state"][0]["exp_avg"].shape[-2:] == (16, 24)
+    assert state["z"].shape[-2:] == (8, 12)
+    assert state["optimiser"]["state"][0]["exp_avg"].shape[-2:] == (8, 12)
 
 
 def test_continue_inherits_the_parent_settings(output_dir):
@@ -268,8 +268,8 @@ def test_gif_fps_and_frame_interval(output_dir):
 
 
 def test_size_is_rounded_to_the_model_factor_and_recorded(output_dir):
-    _, _, details = run_vqgan(output_dir, prompt="x", size=[66, 61], steps=1)
-    assert details["params"]["size"] == [64, 60] and details["params"]["size_requested"] == [66, 61]
+    _, _, details = run_vqgan(output_dir, prompt="x", size=[35, 29], steps=1)
+    assert details["params"]["size"] == [36, 28] and details["params"]["size_requested"] == [35, 29]
     assert "rounded" in details["size_note"]
 
 
@@ -294,11 +294,11 @@ def test_ten_runs_in_one_process_do_not_grow_memory(output_dir):
     import psutil
 
     process = psutil.Process()
-    run_vqgan(output_dir, prompt="warm up", steps=3)
+    run_vqgan(output_dir, prompt="warm up", steps=1)
     gc.collect()
     before = process.memory_info().rss
     for i in range(10):
-        run_vqgan(output_dir, prompt=f"run {i}", steps=3)
+        run_vqgan(output_dir, prompt=f"run {i}", steps=1)
     gc.collect()
     assert process.memory_info().rss - before < 40 * 2**20
 

@@ -9,7 +9,7 @@ from PIL import Image
 from logic import jobs, runs
 
 CACHE = jobs.ModelCache()  # the demo models load once for all tests
-TINY = {"demo": True, "size": [64, 64], "steps": 3, "cutn": 4, "seed": 1, "augment": False, "every": 1}
+TINY = {"demo": True, "size": [32, 32], "steps": 2, "cutn": 4, "seed": 1, "augment": False, "every": 1}
 
 
 def run_vqgan(output_dir: Path, **params):

@@ -52,8 +52,8 @@ def register(subparsers) -> None:
                        help="go on from a run's latent and optimiser state (its settings are the defaults)")
     start.add_argument("--story-every", type=int, help="steps per prompt stage" + default("story_every"))
     loss = parser.add_argument_group("losses and optimiser")
-    loss.add_argument("--optimiser", "--optimizer", choices=list(OPTIMISERS), type=_optimiser_name,
-                      help=default("optimiser").strip(" ()"))
+    loss.add_argument("--optimiser", "--optimizer",
+                      help=f"one of {', '.join(OPTIMISERS)}" + default("optimiser"))
     loss.add_argument("--lr", type=float, help="learning rate" + default("lr"))
     loss.add_argument("--mse-weight", type=float, help="pull toward the start latent" + default("mse_weight"))
     loss.add_argument("--mse-decay", type=float, help="subtracted from the MSE weight" + default("mse_decay"))
@@ -78,11 +78,6 @@ def register(subparsers) -> None:
                         help="mixed precision on CUDA" + default("precision"))
     add_common_arguments(parser)
     parser.set_defaults(handler=run_vqgan)
-
-
-def _optimiser_name(value: str) -> str:
-    """Accept any capitalisation (adamw, AdamW)."""
-    return next((name for name in OPTIMISERS if name.lower() == value.lower()), value)
 
 
 def spec_params(args) -> dict:
