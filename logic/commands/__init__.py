@@ -9,7 +9,7 @@ import sys
 
 from ..errors import UserError
 
-COMMAND_MODULES = ["vqgan"]
+COMMAND_MODULES = ["vqgan", "diffusion", "walk", "rerun"]
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
