@@ -9,6 +9,8 @@ from ..errors import UserError
 
 ENGINE_MODULES = {
     "vqgan": "vqgan_clip",
+    "diffusion": "diffusion",
+    "walk": "walk",
 }
 
 

@@ -1,0 +1,64 @@
+"""``python -m logic diffusion``: Stable Diffusion txt2img / img2img."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..settings import defaults
+from . import add_common_arguments
+from .progress import run_in_foreground
+
+
+def add_sd_arguments(parser: argparse.ArgumentParser, d: dict) -> None:
+    """Options both Stable Diffusion commands (diffusion, walk) take."""
+    parser.add_argument("--negative", "-n", default=d.get("negative"), help="negative prompt")
+    parser.add_argument("--model", "-m", default=d.get("model"),
+                        help="hub id, diffusers folder, or .safetensors/.ckpt in assets/models/")
+    parser.add_argument("--lora", action="append", metavar="PATH[:W]", default=None,
+                        help="LoRA file (assets/loras/) with optional weight; repeat for several")
+    parser.add_argument("--steps", type=int, default=d.get("steps"))
+    parser.add_argument("--cfg", type=float, default=d.get("cfg"), help="classifier-free guidance scale")
+    parser.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), default=d.get("size"),
+                        help="multiples of 8 (others are rounded and recorded)")
+    parser.add_argument("--scheduler", "--sampler", default=d.get("scheduler"),
+                        help='"Euler a", "Euler", "DPM++ 2M", "DPM++ 2M Karras", "DDIM", "UniPC", "LMS", …')
+    parser.add_argument("--precision", default=d.get("precision"), choices=["auto", "fp16", "bf16", "fp32"])
+    parser.add_argument("--memory", default=d.get("memory"), choices=["auto", "fast", "balanced", "low"],
+                        help="balanced: attention slicing + VAE tiling; low: also model CPU offload")
+    parser.add_argument("--no-safety", dest="safety", action="store_false", default=d.get("safety", True),
+                        help="turn the safety checker off")
+    parser.add_argument("--fps", type=float, default=d.get("fps"), help="video frames per second")
+
+
+def sd_params(args) -> dict:
+    return {"negative": args.negative, "model": args.model, "lora": args.lora, "steps": args.steps,
+            "cfg": args.cfg, "size": list(args.size), "scheduler": args.scheduler, "precision": args.precision,
+            "memory": args.memory, "safety": args.safety, "fps": args.fps, "demo": args.demo}
+
+
+def register(subparsers) -> None:
+    d = defaults("diffusion")
+    parser = subparsers.add_parser("diffusion", help="Stable Diffusion: txt2img and img2img",
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--prompt", "-p", required=True, help="what the image should show")
+    parser.add_argument("--init-image", metavar="FILE", help="img2img: start from this image")
+    parser.add_argument("--strength", type=float, default=d.get("strength"),
+                        help="img2img: how much of the init image is redrawn (0-1]")
+    parser.add_argument("--seed", type=int, default=None, help="random when unset; image i of a batch uses seed+i")
+    parser.add_argument("--batch-size", type=int, default=d.get("batch_size"), help="images per pipeline call")
+    parser.add_argument("--batch-count", type=int, default=d.get("batch_count"), help="pipeline calls")
+    parser.add_argument("--preview-every", type=int, default=d.get("preview_every"),
+                        help="a preview and video frame every N steps (0: none)")
+    add_sd_arguments(parser, d)
+    add_common_arguments(parser)
+    parser.set_defaults(handler=run_diffusion)
+
+
+def spec_params(args) -> dict:
+    return {**sd_params(args), "prompt": args.prompt, "init_image": args.init_image, "strength": args.strength,
+            "seed": args.seed, "batch_size": args.batch_size, "batch_count": args.batch_count,
+            "preview_every": args.preview_every}
+
+
+def run_diffusion(args) -> int:
+    return run_in_foreground("diffusion", spec_params(args), args)

@@ -1,0 +1,226 @@
+"""Stable Diffusion: txt2img and img2img with diffusers pipelines (Rombach et al. 2022, latent diffusion).
+
+Each image of a batch has its own seed (``seed + index``, recorded) drawn from its own CPU
+``torch.Generator``, so image *i* of a batch is the image a single run with that seed makes, on any
+device. Previews come from the latents through a fixed linear map, every ``preview_every`` steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+
+from .. import settings
+from ..errors import UserError
+from ..media import format_parameters, open_user_image, save_png
+from ..models.diffusion import SdModels
+from . import sd_common as common
+from .base import Progress, Result, RunContext
+
+MODE = "diffusion"
+TITLE = "Stable Diffusion"
+
+
+@dataclass
+class DiffusionSpec:
+    """Everything that defines a Stable Diffusion run (and reruns it)."""
+
+    prompt: str
+    negative: str = ""
+    model: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    lora: list[str] = field(default_factory=list)
+    init_image: str | None = None
+    strength: float = 0.75
+    steps: int = 25
+    cfg: float = 7.0
+    size: list[int] = field(default_factory=lambda: [512, 512])
+    seed: int | None = None
+    batch_size: int = 1
+    batch_count: int = 1
+    scheduler: str = "DPM++ 2M Karras"
+    preview_every: int = 1
+    fps: float = 10.0
+    precision: str = "auto"
+    memory: str = "auto"
+    safety: bool = True
+    demo: bool = False
+    size_requested: list[int] | None = None
+
+    def to_params(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def seeds(self) -> list[int]:
+        """One seed per image, in order: batch after batch."""
+        return [(self.seed + i) % (common.MAX_SEED + 1) for i in range(self.batch_size * self.batch_count)]
+
+
+# 1. Check inputs ---------------------------------------------------------------------------------
+
+def build_spec(params: dict) -> DiffusionSpec:
+    """Defaults from defaults.yaml, then ``params``; every value checked with one clear sentence."""
+    merged = {**settings.defaults(MODE), **{k: v for k, v in params.items() if v is not None}}
+    known = {f.name for f in dataclasses.fields(DiffusionSpec)}
+    spec = DiffusionSpec(**{k: v for k, v in merged.items() if k in known})
+    if not str(spec.prompt).strip():
+        raise UserError("The prompt is empty: type what the image should show, e.g. \"a red fox in the snow\".")
+    common.check_common(spec)
+    spec.size, requested = common.round_size(spec.size)
+    spec.size_requested = requested or spec.size_requested
+    for name in ("batch_size", "batch_count"):
+        value = getattr(spec, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
+            raise UserError(f"The {name.replace('_', ' ')} must be a whole number from 1 to 64, not {value}.")
+    if isinstance(spec.preview_every, bool) or not isinstance(spec.preview_every, int) or spec.preview_every < 0:
+        raise UserError(f"--preview-every must be 0 (no previews) or a number of steps, not {spec.preview_every}.")
+    if spec.init_image:
+        _check_init(spec)
+    spec.seed = common.check_seed(spec.seed)
+    common.check_model(spec)
+    return spec
+
+
+def _check_init(spec: DiffusionSpec) -> None:
+    open_user_image(spec.init_image, "init image")
+    if not isinstance(spec.strength, (int, float)) or not 0 < spec.strength <= 1:
+        raise UserError(f"The strength must be above 0 and at most 1 (how much of the init image is redrawn), "
+                        f"not {spec.strength}.")
+    if int(spec.steps * spec.strength) < 1:
+        raise UserError(f"With strength {spec.strength} and {spec.steps} steps no denoising step would run: "
+                        "raise the strength or the steps.")
+
+
+# 2. Load models ----------------------------------------------------------------------------------
+
+def model_key(spec: DiffusionSpec, device: str) -> tuple:
+    return common.model_key(spec, device)
+
+
+def load_models(spec: DiffusionSpec, device: str, report=lambda message: None) -> SdModels:
+    return common.load_models(spec, device, report)
+
+
+# 3. Adjust to the models -------------------------------------------------------------------------
+
+def prepare(spec: DiffusionSpec, models: SdModels) -> DiffusionSpec:
+    factor = models.vae_scale_factor
+    rounded = [max(factor, int(round(v / factor)) * factor) for v in spec.size]
+    if rounded != spec.size:
+        return dataclasses.replace(spec, size=rounded, size_requested=spec.size_requested or list(spec.size))
+    return spec
+
+
+def describe(spec: DiffusionSpec, models: SdModels) -> dict:
+    return {**common.describe_model(spec, models), "seed": spec.seed, "seeds": spec.seeds, "size": spec.size,
+            "prompt_used": spec.prompt, "negative_used": spec.negative, "sampler": spec.scheduler,
+            "kind": "img2img" if spec.init_image else "txt2img",
+            "safety_checker": common.safety_status(models.safety_checker, spec.safety)}
+
+
+# 4. Generate -------------------------------------------------------------------------------------
+
+def generate(spec: DiffusionSpec, models: SdModels, ctx: RunContext) -> Iterator[Progress | Result]:
+    # 4.1 Sampler and pipeline (img2img when an init image is given)
+    common.use_scheduler(models, spec.scheduler)
+    init = _store_init_image(spec, ctx) if spec.init_image else None
+    pipe = models.img2img if init is not None else models.pipe
+    # 4.2 Batches, each image with its own generator
+    seeds, images, done, total = spec.seeds, [], 0, spec.steps * spec.batch_count
+    for batch in range(spec.batch_count):
+        if ctx.stopped and images:
+            break
+        batch_seeds = seeds[batch * spec.batch_size:(batch + 1) * spec.batch_size]
+        output = None
+        for event in common.stream_pipeline(pipe, _call_kwargs(spec, batch_seeds, init), ctx,
+                                            lambda step: _wants_preview(spec, step)):
+            if isinstance(event, common.StepEvent):
+                total = event.total * spec.batch_count
+                preview = common.latents_to_preview(event.latents, tuple(spec.size)) \
+                    if event.latents is not None else None
+                yield Progress(done + event.step, total, image=preview, frame=preview is not None,
+                               message=f"Batch {batch + 1} of {spec.batch_count}" if spec.batch_count > 1 else "")
+            else:
+                output = event
+        done = (batch + 1) * total // spec.batch_count
+        images.extend(output.images)
+    # 4.3 Safety, files, parameters
+    yield from _finish(spec, models, ctx, images, done, total)
+
+
+def _wants_preview(spec: DiffusionSpec, step: int) -> bool:
+    return spec.preview_every > 0 and step % spec.preview_every == 0
+
+
+def _call_kwargs(spec: DiffusionSpec, seeds: list[int], init) -> dict:
+    kwargs = dict(prompt=spec.prompt, negative_prompt=spec.negative or None, num_inference_steps=spec.steps,
+                  guidance_scale=float(spec.cfg), num_images_per_prompt=len(seeds),
+                  generator=[torch.Generator().manual_seed(s) for s in seeds], output_type="pil")
+    if init is not None:
+        kwargs.update(image=init, strength=float(spec.strength))
+    else:
+        kwargs.update(width=spec.size[0], height=spec.size[1])
+    return kwargs
+
+
+def _store_init_image(spec: DiffusionSpec, ctx: RunContext):
+    """Copy the init image into inputs/ as given, and fit it to the run's size."""
+    from PIL import Image
+
+    source = open_user_image(spec.init_image, "init image")
+    copy = ctx.inputs_dir / f"init-image{_suffix(spec.init_image)}"
+    try:
+        if not copy.exists():
+            shutil.copyfile(spec.init_image, copy)
+    except shutil.SameFileError:
+        pass
+    return source.resize(tuple(spec.size), Image.LANCZOS)
+
+
+def _suffix(path: str) -> str:
+    from pathlib import Path
+
+    return Path(path).suffix.lower() or ".png"
+
+
+def _finish(spec: DiffusionSpec, models: SdModels, ctx: RunContext, images, step: int,
+            total: int) -> Iterator[Progress | Result]:
+    if not images:
+        return
+    seeds = spec.seeds[:len(images)]
+    images, notes = common.apply_safety(images, seeds, models.safety_checker, spec.safety)
+    records = []
+    for index, (image, seed) in enumerate(zip(images, seeds)):
+        name = f"image-{index + 1:02d}-{seed}.png"
+        if len(images) > 1:
+            save_png(image, ctx.run_dir / name, parameters(spec, models, seed))
+        records.append({"file": name if len(images) > 1 else "output.png", "seed": seed,
+                        "safety_replaced": any(f"(seed {seed})" in n for n in notes)})
+    extra = {"grid.png": common.make_grid(images)} if len(images) > 1 else {}
+    yield Progress(step, total, image=images[0], frame=True)  # the finished image ends the video
+    details = {"images": records, "safety": " ".join(notes) or None}
+    if spec.size_requested:
+        details["size_note"] = (f"The size {spec.size_requested[0]}x{spec.size_requested[1]} was rounded to "
+                                f"{spec.size[0]}x{spec.size[1]} (Stable Diffusion needs multiples of 8).")
+    yield Result([images[0]], details=details, parameters=parameters(spec, models, seeds[0]), extra_files=extra)
+
+
+def parameters(spec: DiffusionSpec, models: SdModels, seed: int) -> str:
+    """The 'parameters' text other tools read (A1111's form)."""
+    extras = {}
+    if spec.init_image:
+        extras["Denoising strength"] = spec.strength
+    if models.loras:
+        extras["Lora"] = "; ".join(f"{_name(p)}:{w}" for p, w in models.loras)
+    return format_parameters(spec.prompt, spec.negative, Steps=spec.steps, Sampler=spec.scheduler,
+                             **{"CFG scale": spec.cfg}, Seed=seed, Size=f"{spec.size[0]}x{spec.size[1]}",
+                             **{"Model hash": models.model_hash}, Model=models.source.name, **extras)
+
+
+def _name(path: str) -> str:
+    from pathlib import Path
+
+    return Path(path).stem

@@ -1,0 +1,240 @@
+"""Prompt walk: a video that travels through two or more prompts with Stable Diffusion.
+
+Between keyframe prompts *a* and *b*, frame *f* of ``frames`` has t = ease(f / frames):
+
+* the text embeddings are mixed linearly, ``(1 - t) e_a + t e_b`` (the negative prompt is shared);
+* the starting noise is slerped between the seeds' noises (Shoemake 1985; as in Karpathy's
+  "stable diffusion walk" and Nerdy Rodent's notebooks): Gaussian noise keeps its norm on a sphere,
+  a straight line between two noises would pass through low-norm noise and wash the frame out.
+  Equal seeds give the same noise throughout;
+* the generator for ancestral samplers is the nearer keyframe's, advanced exactly as in a single run.
+
+At t = 0 the frame is made from exactly the tensors a single-prompt run with that seed uses, so
+every keyframe reproduces that run's image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+
+from .. import settings
+from ..errors import UserError
+from ..media import format_parameters
+from ..models.diffusion import SdModels
+from . import sd_common as common
+from .base import Progress, Result, RunContext
+
+MODE = "walk"
+TITLE = "Prompt walk"
+EASINGS = ("linear", "ease-in-out")
+MAX_FRAMES = 10_000
+
+
+@dataclass
+class WalkSpec:
+    """Everything that defines a prompt walk (and reruns it)."""
+
+    prompts: list[str] = field(default_factory=list)
+    seeds: list[int] | None = None
+    negative: str = ""
+    model: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    lora: list[str] = field(default_factory=list)
+    frames: int = 24
+    easing: str = "ease-in-out"
+    steps: int = 25
+    cfg: float = 7.0
+    size: list[int] = field(default_factory=lambda: [512, 512])
+    scheduler: str = "DPM++ 2M Karras"
+    fps: float = 12.0
+    gif: bool = False
+    precision: str = "auto"
+    memory: str = "auto"
+    safety: bool = True
+    demo: bool = False
+    size_requested: list[int] | None = None
+
+    @property
+    def prompt(self) -> str:
+        return " -> ".join(self.prompts)
+
+    def to_params(self) -> dict:
+        return {**dataclasses.asdict(self), "prompt": self.prompt}
+
+    @property
+    def total_frames(self) -> int:
+        return (len(self.prompts) - 1) * self.frames + 1
+
+
+# 1. Check inputs ---------------------------------------------------------------------------------
+
+def build_spec(params: dict) -> WalkSpec:
+    merged = {**settings.defaults(MODE), **{k: v for k, v in params.items() if v is not None}}
+    if isinstance(merged.get("seeds"), int):
+        merged["seeds"] = [merged["seeds"]]
+    if merged.get("seed") is not None and not params.get("seeds"):
+        merged["seeds"] = [merged["seed"]]
+    known = {f.name for f in dataclasses.fields(WalkSpec)}
+    spec = WalkSpec(**{k: v for k, v in merged.items() if k in known})
+    spec.prompts = [str(p).strip() for p in spec.prompts or []]
+    if len(spec.prompts) < 2 or not all(spec.prompts):
+        raise UserError("A walk needs two or more non-empty prompts: give --prompt once per keyframe.")
+    common.check_common(spec)
+    spec.size, requested = common.round_size(spec.size)
+    spec.size_requested = requested or spec.size_requested
+    if isinstance(spec.frames, bool) or not isinstance(spec.frames, int) or not 1 <= spec.frames <= MAX_FRAMES:
+        raise UserError(f"Frames per segment must be a whole number from 1 to {MAX_FRAMES}, not {spec.frames}.")
+    if spec.easing not in EASINGS:
+        raise UserError(f"Unknown easing {spec.easing!r}. Available: {', '.join(EASINGS)}.")
+    if not isinstance(spec.fps, (int, float)) or not 0 < spec.fps <= 120:
+        raise UserError(f"The frame rate must be above 0 and at most 120, not {spec.fps}.")
+    spec.seeds = _check_seeds(spec.seeds, len(spec.prompts))
+    common.check_model(spec)
+    return spec
+
+
+def _check_seeds(seeds, count: int) -> list[int]:
+    seeds = list(seeds or [])
+    if not seeds:
+        seeds = [common.check_seed(None)]
+    if len(seeds) == 1:
+        seeds = seeds * count
+    if len(seeds) != count:
+        raise UserError(f"Give one seed for all prompts or one per prompt ({count}), not {len(seeds)}.")
+    return [common.check_seed(s) for s in seeds]
+
+
+# 2. Load models (shared with the diffusion engine: the same cache key) ---------------------------
+
+def model_key(spec: WalkSpec, device: str) -> tuple:
+    return common.model_key(spec, device)
+
+
+def load_models(spec: WalkSpec, device: str, report=lambda message: None) -> SdModels:
+    return common.load_models(spec, device, report)
+
+
+def prepare(spec: WalkSpec, models: SdModels) -> WalkSpec:
+    factor = models.vae_scale_factor
+    rounded = [max(factor, int(round(v / factor)) * factor) for v in spec.size]
+    if rounded != spec.size:
+        return dataclasses.replace(spec, size=rounded, size_requested=spec.size_requested or list(spec.size))
+    return spec
+
+
+def describe(spec: WalkSpec, models: SdModels) -> dict:
+    return {**common.describe_model(spec, models), "seed": spec.seeds[0], "seeds": spec.seeds, "size": spec.size,
+            "prompt_used": spec.prompt, "negative_used": spec.negative, "sampler": spec.scheduler,
+            "total_frames": spec.total_frames,
+            "safety_checker": common.safety_status(models.safety_checker, spec.safety)}
+
+
+# 3. The maths ------------------------------------------------------------------------------------
+
+def ease(t: float, easing: str) -> float:
+    """Linear, or the smooth cubic (3t^2 - 2t^3) that starts and ends slowly."""
+    return t if easing == "linear" else t * t * (3 - 2 * t)
+
+
+def slerp(t: float, v0: torch.Tensor, v1: torch.Tensor, dot_threshold: float = 0.9995) -> torch.Tensor:
+    """Spherical interpolation; exact ``v0`` at t=0 and ``v1`` at t=1, linear for nearly parallel vectors."""
+    if t == 0 or torch.equal(v0, v1):
+        return v0
+    if t == 1:
+        return v1
+    a, b = v0.double(), v1.double()
+    dot = (a * b).sum() / (a.norm() * b.norm())
+    if dot.abs() > dot_threshold:
+        mixed = (1 - t) * a + t * b
+    else:
+        theta = torch.arccos(dot)
+        mixed = (torch.sin((1 - t) * theta) * a + torch.sin(t * theta) * b) / torch.sin(theta)
+    return mixed.to(v0.dtype)
+
+
+def frame_plan(spec: WalkSpec) -> list[tuple[int, int, float]]:
+    """(from keyframe, to keyframe, eased t) for every frame; keyframes are (k, k, 0.0)."""
+    plan = []
+    for k in range(len(spec.prompts) - 1):
+        for f in range(spec.frames):
+            t = ease(f / spec.frames, spec.easing)
+            plan.append((k, k, 0.0) if f == 0 else (k, k + 1, t))
+    last = len(spec.prompts) - 1
+    plan.append((last, last, 0.0))
+    return plan
+
+
+def initial_noise(pipe, seed: int, size: list[int]) -> tuple[torch.Tensor, torch.Generator]:
+    """The noise a single run with ``seed`` starts from, and its generator advanced past it."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    generator = torch.Generator().manual_seed(seed)
+    shape = (1, pipe.unet.config.in_channels, size[1] // pipe.vae_scale_factor, size[0] // pipe.vae_scale_factor)
+    noise = randn_tensor(shape, generator=generator, device=torch.device(pipe._execution_device),
+                         dtype=pipe.text_encoder.dtype)
+    return noise, generator
+
+
+# 4. Generate -------------------------------------------------------------------------------------
+
+def generate(spec: WalkSpec, models: SdModels, ctx: RunContext) -> Iterator[Progress | Result]:
+    pipe = models.pipe
+    common.use_scheduler(models, spec.scheduler)
+    # 4.1 Encode each prompt once, exactly as a single run does
+    device = pipe._execution_device
+    embeddings, negative = [], None
+    with torch.no_grad():
+        for prompt in spec.prompts:
+            cond, uncond = pipe.encode_prompt(prompt, device, 1, spec.cfg > 1, spec.negative or None)
+            embeddings.append(cond)
+            negative = uncond
+    plan = frame_plan(spec)
+    total = len(plan) * spec.steps
+    keyframes, last, step, made = {}, None, 0, 0
+    for index, (a, b, t) in enumerate(plan):
+        if ctx.stopped:
+            break
+        # 4.2 This frame's embedding, noise and generator
+        noise_a, gen_a = initial_noise(pipe, spec.seeds[a], spec.size)
+        noise_b, gen_b = initial_noise(pipe, spec.seeds[b], spec.size) if b != a else (noise_a, gen_a)
+        kwargs = dict(prompt_embeds=embeddings[a] if t == 0 else torch.lerp(embeddings[a], embeddings[b], t),
+                      negative_prompt_embeds=negative, latents=slerp(t, noise_a, noise_b),
+                      generator=gen_a if t < 0.5 else gen_b, num_inference_steps=spec.steps,
+                      guidance_scale=float(spec.cfg), width=spec.size[0], height=spec.size[1], output_type="pil")
+        # 4.3 Denoise, reporting each step
+        output = None
+        for event in common.stream_pipeline(pipe, kwargs, ctx):
+            if isinstance(event, common.StepEvent):
+                total = len(plan) * event.total
+                yield Progress(index * event.total + event.step, total,
+                               message=f"Frame {index + 1} of {len(plan)}")
+                step = index * event.total + event.step
+            else:
+                output = event
+        if ctx.stopped and index > 0:
+            break  # an interrupted frame is half-made: the video keeps the finished ones
+        image = output.images[0]
+        image = common.apply_safety([image], [spec.seeds[a]], models.safety_checker, spec.safety,
+                                    first_index=index + 1)[0][0]
+        if t == 0:
+            keyframes[a] = image
+        last, made = image, made + 1
+        yield Progress(step, total, image=image, frame=True, message=f"Frame {index + 1} of {len(plan)}")
+    if last is None:
+        return
+    extra = {f"keyframe-{k + 1:02d}.png": image for k, image in keyframes.items()}
+    details = {"keyframes": [{"file": name, "prompt": spec.prompts[int(name[9:11]) - 1],
+                              "seed": spec.seeds[int(name[9:11]) - 1]} for name in extra],
+               "frames_made": made}
+    yield Result([last], details=details, parameters=_parameters(spec, models), extra_files=extra)
+
+
+def _parameters(spec: WalkSpec, models: SdModels) -> str:
+    return format_parameters(spec.prompts[-1], spec.negative, Steps=spec.steps, Sampler=spec.scheduler,
+                             **{"CFG scale": spec.cfg}, Seed=spec.seeds[-1], Size=f"{spec.size[0]}x{spec.size[1]}",
+                             **{"Model hash": models.model_hash}, Model=models.source.name,
+                             Walk=" -> ".join(spec.prompts).replace(",", ";"), Frames=spec.total_frames)

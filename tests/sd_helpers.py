@@ -1,0 +1,68 @@
+"""Tiny Stable Diffusion models for the tests, built once per session in the real on-disk formats.
+
+``tiny_models()`` writes into assets/models/ (the session's temporary assets folder):
+  tiny/                    a diffusers folder (model_index.json + safetensors components)
+  tiny-file.safetensors    the same weights in the original single-file key layout, with a sidecar
+  tiny-pickle.ckpt         the same weights as a plain pickled state_dict
+  evil.ckpt                a pickle that calls os.system when unpickled
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import yaml
+from PIL import Image
+
+from logic import jobs, settings
+from logic.engines import sd_common
+from logic.models.diffusion_demo import build_tiny_pipeline, save_folder, save_single_file
+
+CACHE = jobs.ModelCache()
+TOKEN = "sks dog"
+
+
+class _Evil:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@functools.lru_cache(maxsize=1)
+def tiny_models() -> dict:
+    models = settings.assets_dir() / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    pipe = build_tiny_pipeline(sd_common.tokenizer_cache(), seed=0)
+    folder = save_folder(pipe, models / "tiny")
+    single = save_single_file(pipe, models / "tiny-file.safetensors")
+    (models / "tiny-file.safetensors.yaml").write_text(yaml.safe_dump({"token": TOKEN, "base": str(folder)}))
+    ckpt = save_single_file(pipe, models / "tiny-pickle.ckpt")
+    (models / "tiny-pickle.yaml").write_text(yaml.safe_dump({"base": str(folder)}))
+    marker = models.parent / "evil-ran"
+    evil = models / "evil.ckpt"
+    with open(evil, "wb") as handle:
+        pickle.dump({"state_dict": {"x": _Evil(marker)}}, handle)
+    return {"folder": folder, "single": single, "ckpt": ckpt, "evil": evil, "marker": marker}
+
+
+BASE = dict(prompt="a red fox", model="tiny", steps=2, size=[32, 32], cfg=5.0, scheduler="Euler",
+            preview_every=1, negative="blurry")
+
+
+def run_engine(mode: str, output_dir: Path, **params):
+    """Submit and execute a run in this process (the CLI's path without the printing)."""
+    tiny_models()
+    engine, spec, run = jobs.submit_run(mode, params, output_dir)
+    state = jobs.execute_run(engine, spec, run, device="cpu", cache=CACHE)
+    return run, state
+
+
+def pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB")).astype(np.int16)

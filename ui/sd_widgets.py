@@ -1,0 +1,88 @@
+"""Sidebar widgets both Stable Diffusion modes share (model with its DreamBooth token, sampler, memory)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import streamlit as st
+
+from logic import settings
+from logic.engines import sd_common
+from logic.models import diffusion as sd
+
+
+def model_choices(default: str) -> list[str]:
+    """The default hub model, local files/folders in assets/models/, and the demo."""
+    local = sd.list_local_models(sd_common.models_dir())
+    return list(dict.fromkeys([default, *local, sd_common.DEMO_MODEL]))
+
+
+def model_label(name: str) -> str:
+    if name == sd_common.DEMO_MODEL:
+        return "demo (tiny random model, for trying things out)"
+    token = sd_common.model_token(name) if not sd.hub_model_cached(name) else None
+    return f"{name} — token: {token}" if token else name
+
+
+def model_and_loras(prefix: str, defaults: dict) -> tuple[str, list[str]]:
+    choices = model_choices(defaults.get("model") or "")
+    model = st.selectbox("Model", choices, format_func=model_label, key=f"{prefix}model",
+                         help="Hub id, a diffusers folder or a .safetensors/.ckpt in assets/models/. "
+                              "A DreamBooth model's token (from its sidecar .yaml) is shown: put it in the prompt.")
+    token = sd_common.model_token(model) if model != sd_common.DEMO_MODEL else None
+    if token:
+        st.caption(f"Trigger token of {model}: **{token}**")
+    loras = sd.list_loras(sd_common.loras_dir())
+    chosen = st.multiselect("LoRAs", loras, key=f"{prefix}loras") if loras else []
+    weight = st.slider("LoRA weight", 0.0, 1.5, 0.8, 0.05, key=f"{prefix}lora_weight") if loras else 1.0
+    return model, [f"{name}:{weight}" for name in chosen]
+
+
+def sampling(prefix: str, defaults: dict) -> dict:
+    names = list(sd_common.SCHEDULERS)
+    col1, col2 = st.columns(2)
+    steps = col1.number_input("Steps", 1, 1000, int(defaults["steps"]), key=f"{prefix}steps")
+    cfg = col2.number_input("CFG scale", 0.0, 50.0, float(defaults["cfg"]), 0.5, key=f"{prefix}cfg")
+    scheduler = st.selectbox("Sampler", names, index=names.index(defaults["scheduler"])
+                             if defaults.get("scheduler") in names else 0, key=f"{prefix}scheduler")
+    col1, col2 = st.columns(2)
+    width = col1.number_input("Width", 64, 2048, int(defaults["size"][0]), 8, key=f"{prefix}width")
+    height = col2.number_input("Height", 64, 2048, int(defaults["size"][1]), 8, key=f"{prefix}height")
+    return {"steps": int(steps), "cfg": float(cfg), "scheduler": scheduler, "size": [int(width), int(height)]}
+
+
+def memory(prefix: str, defaults: dict) -> dict:
+    with st.expander("Memory and safety"):
+        precision = st.selectbox("Precision", list(sd.PRECISIONS), index=list(sd.PRECISIONS).index(
+            defaults.get("precision", "auto")), key=f"{prefix}precision",
+            help="auto: fp16 on a GPU, fp32 on the CPU")
+        mode = st.selectbox("Memory", list(sd.MEMORY_MODES), index=list(sd.MEMORY_MODES).index(
+            defaults.get("memory", "auto")), key=f"{prefix}memory",
+            help="auto picks from free VRAM; balanced = attention slicing + VAE tiling; low = also CPU offload")
+        safety = st.checkbox("Safety checker", bool(defaults.get("safety", True)), key=f"{prefix}safety",
+                             help="Flagged images are replaced by a placeholder and a sentence says why.")
+        device = st.text_input("Device", "auto", key=f"{prefix}device", help="auto, cpu, cuda or cuda:N")
+    return {"precision": precision, "memory": mode, "safety": bool(safety), "device": device}
+
+
+def save_upload(upload) -> str:
+    """Keep an uploaded file in output/.uploads/ (named by content) and return its path."""
+    data = upload.getvalue()
+    folder = settings.output_dir() / ".uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}{Path(upload.name).suffix.lower() or '.png'}"
+    if not path.exists():
+        path.write_bytes(data)
+    return str(path)
+
+
+def parse_seed(text: str):
+    """An int, None for empty; other text is passed on so the engine names the mistake."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return text
