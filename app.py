@@ -48,6 +48,26 @@ def queue_run(mode: str, params: dict) -> None:
     st.session_state.device = device
 
 
+ARTIST_MODES = ("vqgan", "diffusion")
+
+
+def confirm_artist(mode: str, params: dict) -> None:
+    """Before a run with 'Match artist style': the top 5 with their works; the user may pick another."""
+    from ui.artists import artist_panel
+
+    st.subheader("Artist style")
+    choice = artist_panel(params.get("prompt", ""), key="pending", demo=bool(params.get("demo")))
+    run_col, cancel_col = st.columns([1, 4])
+    if run_col.button("Run", type="primary", key="pending_run"):
+        artist = choice["artist"] if choice else None
+        del st.session_state["pending"]
+        queue_run(mode, {**params, "match_artist": artist is not None, "artist": artist})
+        st.rerun()
+    if cancel_col.button("Cancel", key="pending_cancel"):
+        del st.session_state["pending"]
+        st.rerun()
+
+
 @st.fragment(run_every=1.0)
 def live_panel() -> None:
     worker = get_worker(st.session_state.get("device") or settings.defaults().get("device"))
@@ -74,6 +94,14 @@ mode = st.sidebar.radio("Mode", list(UI), format_func=lambda m: UI[m].TITLE, key
 if mode == "vqgan" and not has_real_vqgan():
     st.warning(f"**Demo models.** {setup_hint()} Demo images are coloured noise shaped by the loss.")
 params = UI[mode].sidebar(settings.defaults(mode))
+if mode in ARTIST_MODES:
+    st.sidebar.toggle("Match artist style", key=f"{mode}_match_artist",
+                      help="Find the artists in assets/artists closest to the prompt and paint it in their style")
 if params:
-    queue_run(mode, params)
+    if st.session_state.get(f"{mode}_match_artist"):
+        st.session_state.pending = (mode, params)
+    else:
+        queue_run(mode, params)
+if st.session_state.get("pending"):
+    confirm_artist(*st.session_state.pending)
 live_panel()

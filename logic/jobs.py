@@ -8,6 +8,7 @@ done, stopped, failed — the run is saved through ``_finish``.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import statistics
 import threading
@@ -205,10 +206,27 @@ def _load_and_prepare(engine, spec, run: runs.Run, device: str, cache: ModelCach
                                lambda: engine.load_models(spec, device, lambda m: setattr(state, "message", m)))
     load_s = round(time.perf_counter() - started, 3) if loaded else 0.0
     spec = engine.prepare(spec, models)
-    run.update(params=spec.to_params(), **engine.describe(spec, models))
+    spec, artist_match = _match_artist(spec, models, device, state)
+    run.update(params=spec.to_params(), **engine.describe(spec, models), **artist_match)
     state.params = run.details["params"]
     state.message = ""
     return spec, models, load_s
+
+
+def _match_artist(spec, models, device: str, state: JobState):
+    """For specs with ``match_artist``: the prompt rewritten in the closest (or chosen) artist's style.
+
+    Done here, once for every engine, after the models are loaded so a VQGAN run's CLIP is reused.
+    """
+    if not getattr(spec, "match_artist", False):
+        return spec, {}
+    from .artists import apply_artist_match, artist_settings
+
+    state.message = "Matching the artist…"
+    settings = artist_settings(demo=getattr(spec, "demo", False) or None, device=device)
+    prompt_used, record = apply_artist_match(spec.prompt, settings, clip_model=getattr(models, "clip", None),
+                                             chosen_artist=getattr(spec, "artist", None))
+    return dataclasses.replace(spec, prompt=prompt_used), {"artist_match": record}
 
 
 def _iterate(events, recorder: _RunRecorder) -> Result | None:

@@ -63,3 +63,22 @@ def test_bad_input_in_the_sidebar_is_one_sentence():
     assert not at.exception
     assert [e.value for e in at.error] == [
         'The prompt is empty: type what the image should show, e.g. "a red fox:1 | blurry:-0.5".']
+
+
+def test_match_artist_shows_the_top_artists_and_runs_with_the_pick():
+    at = AppTest.from_file(APP, default_timeout=180).run()
+    at.toggle(key="vqgan_match_artist").set_value(True)
+    fill_vqgan_form(at, prompt="a graffiti gorilla", steps=3)
+    submit(at)
+    assert not at.exception
+    picker = at.radio(key="pending-artist")
+    assert len(picker.options) == 6 and picker.options[-1] != picker.options[0]  # top 5 + "no artist"
+    picker.set_value(picker.options[2]).run()
+    chosen = picker.options[2]
+    at.button(key="pending_run").click().run()
+    wait_until(at, lambda a: len(a.success) > 0)
+    run_dir = Path(next(c.value for c in at.caption if "Run folder" in c.value).split("`")[1])
+    details = runs.read_details(run_dir)
+    assert details["artist_match"]["artist"] == chosen and details["artist_match"]["chosen_by_user"]
+    assert details["prompt"] == "a graffiti gorilla"
+    assert details["prompt_used"] == f"a graffiti gorilla, in the style of {chosen}"

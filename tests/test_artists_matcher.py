@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tests.artists_synthetic import planted_hub
+from artists_synthetic import planted_hub
 from logic.artists.matcher import ArtistIndex
 
 

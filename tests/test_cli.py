@@ -100,3 +100,15 @@ def test_download_script_lists_and_refuses_unknown_names(tmp_path):
     (tmp_path / "coco.ckpt").write_bytes(b"weights")
     done = subprocess.run(["bash", "download-weights.sh", "coco"], cwd=ROOT, capture_output=True, text=True, env=env)
     assert done.returncode == 0 and done.stderr.count("already complete") == 2
+
+
+def test_match_artist_from_the_cli_records_the_match(output_dir):
+    result = cli("vqgan", "--demo", "--prompt", "a graffiti gorilla", "--steps", "2", "--size", "48", "48",
+                 "--cutn", "4", "--match-artist", "--artist", "Eve Rings", "--output", str(output_dir))
+    assert result.returncode == 0, result.stderr
+    details = json.loads((Path(result.stdout.strip().splitlines()[-1]) / "details.json").read_text())
+    assert details["prompt_used"] == "a graffiti gorilla, in the style of Eve Rings"
+    assert details["artist_match"]["artist"] == "Eve Rings" and details["artist_match"]["runner_up"]
+    unknown = cli("vqgan", "--demo", "--prompt", "x", "--steps", "2", "--match-artist", "--artist", "Nobody",
+                  "--output", str(output_dir))
+    assert unknown.returncode != 0 and "Nobody" in unknown.stderr and "Traceback" not in unknown.stderr

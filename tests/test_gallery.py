@@ -14,7 +14,7 @@ import pytest
 import gallery
 from gallery_web.index import fts_query
 from logic import runs
-from tests.gallery_helpers import age, dead_owner, image, make_legacy, make_run, make_runs, snapshot
+from gallery_helpers import age, dead_owner, image, make_legacy, make_run, make_runs, snapshot
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from werkzeug.serving import make_server
 
 import gallery
 from logic import runs
-from tests.gallery_helpers import image, make_run
+from gallery_helpers import image, make_run
 
 CHROMIUM = os.environ.get("ATELIER_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",

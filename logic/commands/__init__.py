@@ -20,6 +20,17 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: auto)")
 
 
+def add_artist_arguments(parser: argparse.ArgumentParser) -> None:
+    """--match-artist and --artist, for engines whose prompt can be rewritten in an artist's style."""
+    parser.add_argument("--match-artist", action="store_true",
+                        help="rewrite the prompt 'in the style of' the closest artist in assets/artists")
+    parser.add_argument("--artist", metavar="NAME", help="with --match-artist: use this artist instead of the best match")
+
+
+def artist_params(args: argparse.Namespace) -> dict:
+    return {"match_artist": bool(args.match_artist or args.artist), "artist": args.artist}
+
+
 def fail(message: str, code: int = 2) -> int:
     """Print one sentence to stderr (no traceback) and return the exit code."""
     print(f"error: {message}", file=sys.stderr)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..settings import defaults
-from . import add_common_arguments
+from . import add_artist_arguments, add_common_arguments, artist_params
 from .progress import run_in_foreground
 
 
@@ -50,6 +50,7 @@ def register(subparsers) -> None:
     parser.add_argument("--preview-every", type=int, default=d.get("preview_every"),
                         help="a preview and video frame every N steps (0: none)")
     add_sd_arguments(parser, d)
+    add_artist_arguments(parser)
     add_common_arguments(parser)
     parser.set_defaults(handler=run_diffusion)
 
@@ -57,7 +58,7 @@ def register(subparsers) -> None:
 def spec_params(args) -> dict:
     return {**sd_params(args), "prompt": args.prompt, "init_image": args.init_image, "strength": args.strength,
             "seed": args.seed, "batch_size": args.batch_size, "batch_count": args.batch_count,
-            "preview_every": args.preview_every}
+            "preview_every": args.preview_every, **artist_params(args)}
 
 
 def run_diffusion(args) -> int:

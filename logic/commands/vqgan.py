@@ -13,7 +13,7 @@ from ..settings import defaults
 from ..vqgan.cutouts import CUT_METHODS
 from ..vqgan.optimisers import OPTIMISERS
 from ..vqgan.starts import INIT_NOISES
-from . import add_common_arguments
+from . import add_artist_arguments, add_common_arguments, artist_params
 from .progress import run_in_foreground
 
 # flag dest -> spec field, for the options passed through unchanged
@@ -76,6 +76,7 @@ def register(subparsers) -> None:
     anim.add_argument("--gif", action="store_true", default=None, help="also write anim.gif")
     parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"),
                         help="mixed precision on CUDA" + default("precision"))
+    add_artist_arguments(parser)
     add_common_arguments(parser)
     parser.set_defaults(handler=run_vqgan)
 
@@ -87,6 +88,7 @@ def spec_params(args) -> dict:
     params["continue_from"] = args.continue_from
     params["gif"] = args.gif
     params["demo"] = True if args.demo else None  # unset: a continued run keeps its parent's models
+    params.update(artist_params(args))
     return params
 
 

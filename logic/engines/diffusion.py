@@ -47,6 +47,8 @@ class DiffusionSpec:
     precision: str = "auto"
     memory: str = "auto"
     safety: bool = True
+    match_artist: bool = False     # rewrite the prompt in the style of the closest artist
+    artist: str | None = None      # the artist the user picked (else the best match)
     demo: bool = False
     size_requested: list[int] | None = None
 

@@ -80,6 +80,8 @@ class VqganSpec:
     fps: float = 15.0
     gif: bool = False
     precision: str = "auto"          # auto | fp32 | fp16 | bf16 (mixed precision on CUDA only)
+    match_artist: bool = False     # rewrite the prompt in the style of the closest artist
+    artist: str | None = None      # the artist the user picked (else the best match)
     demo: bool = False
     size_requested: list[int] | None = None
 
