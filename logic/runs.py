@@ -300,3 +300,41 @@ def find_run(output_dir: Path | str, run_id: str) -> Run | None:
             if details is not None:
                 return Run(path, effective_status(details))
     return None
+
+
+# --- Cheap listing for indexes (the gallery): names and times, no file contents -------------
+
+
+def scan_run_dirs(output_dir: Path | str) -> dict[str, int]:
+    """Run folder name -> folder modification time (ns), reading no file.
+
+    A run's folder time changes whenever a file in it is created or replaced (details.json is
+    replaced atomically at every checkpoint), so an index can re-read only the folders whose time
+    changed. Hidden folders and symlinks (which may point outside ``output_dir``) are left out.
+    """
+    found: dict[str, int] = {}
+    try:
+        entries = os.scandir(output_dir)
+    except (FileNotFoundError, NotADirectoryError):
+        return found
+    with entries:
+        for entry in entries:
+            if entry.name.startswith(".") or entry.is_symlink() or not entry.is_dir(follow_symlinks=False):
+                continue
+            try:
+                found[entry.name] = entry.stat(follow_symlinks=False).st_mtime_ns
+            except OSError:
+                continue  # removed while we looked
+    return found
+
+
+def list_inputs(path: Path | str, details: dict) -> list[str]:
+    """The input files of a run (init image, image prompts), as paths relative to its folder."""
+    path = Path(path)
+    if details.get("legacy"):
+        return list(details.get("legacy_inputs") or [])
+    folder = path / INPUTS
+    if not folder.is_dir():
+        return []
+    return sorted(f"{INPUTS}/{p.name}" for p in folder.iterdir()
+                  if p.is_file() and not p.name.startswith("."))

@@ -9,7 +9,7 @@ import sys
 
 from ..errors import UserError
 
-COMMAND_MODULES = ["vqgan"]
+COMMAND_MODULES = ["models", "vqgan", "convert", "artists"]
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,6 +8,7 @@ import threading
 import time
 
 from .. import jobs, runs
+from ..devices import resolve_device
 from ..settings import output_dir as default_output_dir
 
 
@@ -61,6 +62,7 @@ def format_seconds(seconds: float) -> str:
 
 def run_in_foreground(mode: str, params: dict, args, **extra) -> int:
     """Create, run and save one run; prints the run folder as the last line of stdout."""
+    device = resolve_device(args.device)  # a missing GPU is bad input: say so before making a folder
     engine, spec, run = jobs.submit_run(mode, params, args.output or default_output_dir(), **extra)
     state = jobs.new_state(run)
     printer = ProgressPrinter(state)
@@ -68,7 +70,7 @@ def run_in_foreground(mode: str, params: dict, args, **extra) -> int:
     printer.start()
     started = time.monotonic()
     try:
-        jobs.execute_run(engine, spec, run, device=args.device, state=state)
+        jobs.execute_run(engine, spec, run, device=device, state=state)
     finally:
         printer.finish()
         signal.signal(signal.SIGINT, previous)

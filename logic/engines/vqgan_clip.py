@@ -138,7 +138,8 @@ def _check_spec(spec: VqganSpec) -> None:
     _check_choice("cut method", spec.cut_method, CUT_METHODS)
     _check_choice("init noise", spec.init_noise, INIT_NOISES)
     _check_choice("precision", spec.precision, PRECISIONS)
-    if spec.seed is not None and not 0 <= int(spec.seed) <= MAX_SEED:
+    if spec.seed is not None and (isinstance(spec.seed, bool) or not isinstance(spec.seed, int)
+                                  or not 0 <= spec.seed <= MAX_SEED):
         raise UserError(f"The seed must be between 0 and {MAX_SEED}, not {spec.seed}.")
 
 

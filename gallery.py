@@ -1,0 +1,256 @@
+"""Atelier gallery: browse run folders, watch runs in progress, or run a kiosk wall display.
+
+    python gallery.py [OUTPUT_DIR] [--port 5000] [--host 127.0.0.1] [--kiosk] [-n 24] [--cache DIR]
+
+Read-only: it serves files inside the output folder (and its own cache and static files) and
+never writes into run folders. Every HTML page has a JSON twin under /api/ built from the same
+dicts; /api/runs/<run_id> is also the progress API for other programs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from flask import Flask, abort, jsonify, render_template, request, send_file
+
+from gallery_web import views
+from gallery_web.files import cached_thumbnail, safe_file
+from gallery_web.index import RunIndex
+from logic import runs, settings
+
+log = logging.getLogger("gallery")
+
+WEB = Path(__file__).resolve().parent / "gallery_web"
+MAX_PER_PAGE = 200
+
+
+def default_cache_dir(output_dir: Path) -> Path:
+    """``~/.cache/atelier/gallery/<hash of the output path>/``: outside every run folder."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    digest = hashlib.sha1(str(Path(output_dir).resolve()).encode()).hexdigest()[:16]
+    return base / "atelier" / "gallery" / digest
+
+
+def gallery_settings(**overrides) -> dict:
+    """defaults.yaml's ``gallery:`` section with the given values (None = keep the default)."""
+    config = {"per_page": 24, "kiosk_interval_s": 12, "kiosk_play_video": True, "thumb_size": 384,
+              "refresh_s": 1.0, "live_poll_ms": 2000, **settings.defaults("gallery")}
+    config.update({k: v for k, v in overrides.items() if v is not None})
+    return config
+
+
+def create_app(output_dir: Path | str, *, cache_dir: Path | str | None = None, kiosk: bool = False,
+               per_page: int | None = None, **overrides) -> Flask:
+    """The gallery app for ``output_dir``; ``overrides`` replace keys of the ``gallery:`` defaults."""
+    # 1. Check inputs
+    output_dir = Path(output_dir).expanduser().resolve()
+    config = gallery_settings(per_page=per_page, **overrides)
+    if int(config["per_page"]) < 1:
+        raise ValueError(f"per_page must be at least 1, got {config['per_page']}.")
+    # 2. The index, kept in the cache folder
+    cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir(output_dir)
+    index = RunIndex(output_dir, cache_dir / "index.sqlite3", min_refresh_s=float(config["refresh_s"]))
+    # 3. The app and its routes
+    app = Flask(__name__, static_folder=str(WEB / "static"), template_folder=str(WEB / "templates"))
+    app.config.update(GALLERY=config, OUTPUT_DIR=output_dir, CACHE_DIR=cache_dir, KIOSK=kiosk)
+    app.json.sort_keys = False
+    app.url_map.merge_slashes = False  # '//etc/passwd' is a 404, not a redirect to a tidied path
+    app.extensions["run_index"] = index
+    app.jinja_env.filters["when"] = _when
+    app.jinja_env.filters["duration"] = _duration
+    app.jinja_env.globals["views"] = views
+    _register_routes(app, index)
+    return app
+
+
+def _when(value) -> str:
+    try:
+        return datetime.fromisoformat(str(value)).strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return str(value or "")
+
+
+def _duration(seconds) -> str:
+    if not isinstance(seconds, (int, float)):
+        return ""
+    seconds = int(seconds)
+    return f"{seconds // 3600}h {seconds // 60 % 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m {seconds % 60:02d}s"
+
+
+# --- request arguments -------------------------------------------------------------------------
+
+
+def _listing_args(config: dict) -> dict:
+    """The page, page size, search text and filters of a listing request (404 for a bad page)."""
+    args = {key: request.args.get(key, "").strip() for key in ("q", "mode", "model", "status")}
+    page = request.args.get("page", "1")
+    per_page = request.args.get("per_page", str(config["per_page"]))
+    if not page.isdigit() or int(page) < 1:
+        abort(404, f"Page {page!r} does not exist: pages are numbered from 1.")
+    if not per_page.isdigit() or not 1 <= int(per_page) <= MAX_PER_PAGE:
+        abort(404, f"per_page must be a number from 1 to {MAX_PER_PAGE}, got {per_page!r}.")
+    return {**args, "page": int(page), "per_page": int(per_page)}
+
+
+def _listing(index: RunIndex, args: dict) -> dict:
+    """One page of runs plus paging, as plain data (shared by the index page and /api/runs)."""
+    page, per_page = args["page"], args["per_page"]
+    total, rows = index.query(args["q"], args["mode"], args["model"], args["status"],
+                              limit=per_page, offset=(page - 1) * per_page)
+    paging = views.pagination(total, page, per_page)
+    if page > paging["pages"]:
+        abort(404, f"Page {page} does not exist: there are {paging['pages']} pages.")
+    return {"total": total, **paging, "q": args["q"],
+            "filters": {k: args[k] for k in ("mode", "model", "status")},
+            "runs": [views.run_summary(row) for row in rows], "version": _version(index)}
+
+
+def _version(index: RunIndex) -> str:
+    return f"{index.boot}-{index.generation}"
+
+
+def _row_or_404(index: RunIndex, run_id: str):
+    row = index.get(run_id)
+    if row is None:
+        abort(404, f"No run {run_id!r} in this output folder.")
+    return row
+
+
+# --- routes ------------------------------------------------------------------------------------
+
+
+def _register_routes(app: Flask, index: RunIndex) -> None:
+    config, output_dir = app.config["GALLERY"], app.config["OUTPUT_DIR"]
+
+    @app.before_request
+    def refresh_index():
+        if request.endpoint not in ("static", "run_file", "thumbnail"):
+            index.refresh()
+
+    @app.errorhandler(404)
+    def not_found(error):
+        if request.path.startswith("/api/"):
+            return jsonify(error=error.description), 404
+        return render_template("error.html", error=error), 404
+
+    @app.get("/")
+    def home():
+        if app.config["KIOSK"]:
+            return kiosk()
+        args = _listing_args(config)
+        listing = _listing(index, args)
+        if request.args.get("fragment"):
+            return render_template("_listing.html", listing=listing, args=args)
+        return render_template("index.html", listing=listing, args=args, choices=index.choices())
+
+    @app.get("/kiosk")
+    def kiosk():
+        return render_template("kiosk.html", interval_s=config["kiosk_interval_s"],
+                               play_video=bool(config["kiosk_play_video"]))
+
+    @app.get("/runs/<run_id>")
+    def run_page(run_id):
+        detail = views.run_detail(index, _row_or_404(index, run_id), output_dir)
+        template = "_run_body.html" if request.args.get("fragment") else "run.html"
+        return render_template(template, run=detail)
+
+    @app.get("/files/<name>/<path:filename>")
+    def run_file(name, filename):
+        path = safe_file(output_dir, name, filename)
+        if path is None:
+            abort(404, "No such file in the output folder.")
+        return send_file(path, conditional=True, max_age=_max_age(request))
+
+    @app.get("/thumb/<name>")
+    def thumbnail(name):
+        row = index.get(name)
+        if row is None or not row["image"] or row["name"] != name:
+            abort(404, "No image to make a thumbnail of.")
+        path = cached_thumbnail(output_dir, app.config["CACHE_DIR"], name, row["image"],
+                                int(config["thumb_size"]))
+        if path is None:
+            abort(404, "This run's image could not be read.")
+        return send_file(path, mimetype="image/jpeg", conditional=True, max_age=_max_age(request))
+
+    @app.get("/api/runs")
+    def api_runs():
+        return jsonify(_listing(index, _listing_args(config)))
+
+    @app.get("/api/runs/<run_id>")
+    def api_run(run_id):
+        detail = views.run_detail(index, _row_or_404(index, run_id), output_dir)
+        return jsonify({k: v for k, v in detail.items() if k != "details"} | {"details": detail["details"]})
+
+    @app.get("/api/version")
+    def api_version():
+        return jsonify(version=_version(index), total=index.query(limit=0)[0])
+
+    @app.get("/api/slides")
+    def api_slides():
+        limit = min(request.args.get("limit", 100, type=int) or 100, 500)
+        _, rows = index.query(limit=limit, finished_with_image=True)
+        slides = [{k: s[k] for k in ("run_id", "prompt", "image_url", "video_url", "finished")}
+                  for s in map(views.run_summary, rows)]
+        return jsonify(version=_version(index), interval_s=config["kiosk_interval_s"],
+                       play_video=bool(config["kiosk_play_video"]), slides=slides)
+
+
+def _max_age(req) -> int:
+    """URLs carrying ?v=<mtime> never change content, so browsers may keep them."""
+    return 86400 if req.args.get("v") else 0
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    config = gallery_settings()
+    parser = argparse.ArgumentParser(prog="python gallery.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("path", nargs="?", default=str(settings.output_dir()),
+                        help="output folder holding run folders (default: output/)")
+    parser.add_argument("--port", type=int, default=config.get("port", 5000))
+    parser.add_argument("--host", default=config.get("host", "127.0.0.1"),
+                        help="address to listen on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--kiosk", action="store_true", help="full-screen slideshow of finished runs")
+    parser.add_argument("-n", "--per-page", "--numitems", dest="per_page", type=int,
+                        default=config["per_page"], help="runs per page")
+    parser.add_argument("--cache", metavar="DIR", help="index and thumbnail cache folder "
+                        "(default ~/.cache/atelier/gallery/<hash of the output path>/)")
+    parser.add_argument("--interval", type=float, help="kiosk: seconds per image")
+    parser.add_argument("--no-video", action="store_true", help="kiosk: show images, not the mp4s")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every request and re-index")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not Path(args.path).is_dir():
+        print(f"error: {args.path} is not a folder: give the output folder that holds run folders.",
+              file=sys.stderr)
+        return 2
+    app = create_app(args.path, cache_dir=args.cache, kiosk=args.kiosk, per_page=args.per_page,
+                     kiosk_interval_s=args.interval, kiosk_play_video=False if args.no_video else None)
+    started = time.perf_counter()
+    index = app.extensions["run_index"]
+    index.refresh(force=True)
+    total = index.query(limit=0)[0]
+    print(f"Atelier gallery: {total} runs in {app.config['OUTPUT_DIR']} (indexed in "
+          f"{time.perf_counter() - started:.1f} s) at http://{args.host}:{args.port}/"
+          f"{' (kiosk)' if args.kiosk else ''}", flush=True)
+    if not args.verbose:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    app.run(host=args.host, port=args.port, threaded=True, debug=False, use_reloader=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

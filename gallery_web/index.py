@@ -1,0 +1,356 @@
+"""The gallery's SQLite index of run folders, with full-text search over prompts.
+
+The folders are the truth; this index is a cache kept in the gallery's cache folder and refreshed
+incrementally: a folder is re-read only when its modification time changed (details.json is
+replaced atomically at each checkpoint, which changes the folder's time), a folder that is gone is
+dropped, and broken folders are remembered so they are logged once, not on every refresh.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from logic import runs
+
+log = logging.getLogger(__name__)
+
+INDEX_VERSION = "2"
+FULL_SWEEP_S = 15.0      # how often every folder's time is checked even if nothing seemed to move
+RECENT_NS = 2_000_000_000  # a folder changed this recently may change again within the same tick
+TRACKED_FILES = (runs.ANIM, runs.THUMB, runs.PREVIEW, runs.METRICS)
+COLUMNS = ("name", "run_id", "created", "mode", "model", "status", "raw_status", "prompt",
+           "parent_run_id", "files", "image", "details")
+RUN_COLUMNS = COLUMNS[:-1]   # details live in their own table: listing rows stay small and fast to scan
+SORT_SCAN_MIN = 500          # from this many matches, walk the name index instead of sorting matches
+_SELECT = "SELECT runs.*, bodies.details AS details FROM runs JOIN bodies ON bodies.id = runs.id"
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS runs(
+    id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, mtime_ns INTEGER NOT NULL,
+    run_id TEXT, created TEXT, mode TEXT, model TEXT, status TEXT, raw_status TEXT,
+    prompt TEXT, parent_run_id TEXT, files TEXT, image TEXT);
+CREATE TABLE IF NOT EXISTS bodies(id INTEGER PRIMARY KEY, details TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS runs_run_id ON runs(run_id);
+CREATE INDEX IF NOT EXISTS runs_parent ON runs(parent_run_id);
+CREATE INDEX IF NOT EXISTS runs_status ON runs(status, name);
+CREATE INDEX IF NOT EXISTS runs_mode ON runs(mode, name);
+CREATE INDEX IF NOT EXISTS runs_model ON runs(model, name);
+CREATE TABLE IF NOT EXISTS skipped(name TEXT PRIMARY KEY, mtime_ns INTEGER NOT NULL);
+CREATE VIRTUAL TABLE IF NOT EXISTS prompts USING fts5(prompt, tokenize='unicode61 remove_diacritics 2');
+"""
+
+
+def model_label(model) -> str:
+    """One short label for the models of a run: 'vqgan_imagenet + ViT-B-32'."""
+    if isinstance(model, dict):
+        names = [str(v.get("name") if isinstance(v, dict) else v) for v in model.values() if v]
+        return " + ".join(names)
+    return str(model or "")
+
+
+def fts_query(text: str) -> str | None:
+    """A safe FTS5 query from what a person typed: every word must match, the last as a prefix."""
+    words = re.findall(r"\w+", text, flags=re.UNICODE)
+    if not words:
+        return None
+    quoted = [f'"{w}"' for w in words]
+    quoted[-1] += "*"
+    return " ".join(quoted)
+
+
+def _file_times(path: Path, details: dict) -> dict[str, int]:
+    """Modification times of the files the gallery shows (for cache-busting URLs)."""
+    names = list(TRACKED_FILES)
+    image = runs.output_image(path, details)
+    if image is not None:
+        names.append(image.name)
+    times = {}
+    for name in names:
+        try:
+            times[name] = (path / name).stat().st_mtime_ns
+        except OSError:
+            continue
+    if image is not None:
+        times["@image"] = image.name
+    return times
+
+
+def row_from_folder(path: Path) -> tuple | None:
+    """The index row of one run folder, or None when it is not a readable run (logged)."""
+    details = runs.read_details(path)
+    if details is None:
+        if not (path / runs.DETAILS).exists():
+            log.warning("Skipping %s: no details.json (not a run folder, or an empty one)", path)
+        return None
+    return row_from_details(path.name, details, _file_times(path, details))
+
+
+def row_from_details(name: str, details: dict, files: dict) -> tuple:
+    status = runs.effective_status(details).get("status") or ""
+    run_id = str(details.get("run_id") or name.split("-", 1)[-1])
+    return (name, run_id, str(details.get("created") or ""), str(details.get("mode") or ""),
+            model_label(details.get("model")), status, str(details.get("status") or ""),
+            str(details.get("prompt") or ""), details.get("parent_run_id"),
+            json.dumps(files), files.get("@image") or "", json.dumps(details, default=str))
+
+
+class RunIndex:
+    """An SQLite index of ``output_dir``, stored in ``db_path``; safe to use from many threads."""
+
+    def __init__(self, output_dir: Path, db_path: Path, min_refresh_s: float = 1.0):
+        self.output_dir = Path(output_dir)
+        self.db_path = Path(db_path)
+        self.min_refresh_s = min_refresh_s
+        self.generation = 0
+        self.boot = format(time.time_ns() // 1_000_000 % 10**8, "x")  # version tokens differ per start
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._root_mtime: int | None = None
+        self._last_refresh = 0.0
+        self._last_sweep = 0.0
+        self._counts: dict = {}
+        self._open_schema()
+
+    # --- connection and schema ------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.db_path, timeout=30, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    def _open_schema(self) -> None:
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._conn()
+        try:
+            version = conn.execute("SELECT value FROM meta WHERE key='version'").fetchone()
+        except sqlite3.DatabaseError:
+            version = None
+        if version is None or version[0] != INDEX_VERSION:
+            self._reset(conn)
+
+    def _reset(self, conn: sqlite3.Connection) -> None:
+        """Start the cache afresh (new file, or one written by another version)."""
+        for table in ("meta", "runs", "bodies", "skipped", "prompts"):
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+        conn.executescript(_DDL)
+        conn.execute("INSERT INTO meta VALUES('version', ?)", (INDEX_VERSION,))
+        conn.execute("INSERT INTO meta VALUES('output_dir', ?)", (str(self.output_dir),))
+        conn.commit()
+
+    # --- refresh ---------------------------------------------------------------------------------
+
+    def refresh(self, force: bool = False) -> bool:
+        """Bring the index up to date with the folders; True when anything changed.
+
+        Cheap when nothing moved: one stat of the output folder plus one per active run. Every
+        folder is checked when the output folder changed (runs added or removed) or every
+        FULL_SWEEP_S seconds (a file replaced inside an old run).
+        """
+        now = time.monotonic()
+        if not force and now - self._last_refresh < self.min_refresh_s:
+            return False
+        with self._lock:
+            if not force and now - self._last_refresh < self.min_refresh_s:
+                return False
+            changed = self._refresh_locked(force, now)
+            self._last_refresh = time.monotonic()
+        if changed:
+            self.generation += 1
+            self._counts.clear()
+        return changed
+
+    def _refresh_locked(self, force: bool, now: float) -> bool:
+        try:
+            root_mtime = self.output_dir.stat().st_mtime_ns
+        except OSError:
+            root_mtime = None
+        conn = self._conn()
+        if force or root_mtime != self._root_mtime or now - self._last_sweep > FULL_SWEEP_S:
+            changed = self._sweep(conn, runs.scan_run_dirs(self.output_dir))
+            self._root_mtime, self._last_sweep = root_mtime, now
+        else:
+            changed = self._check_watched(conn)
+        changed |= self._update_liveness(conn)
+        conn.commit()
+        return changed
+
+    def _sweep(self, conn: sqlite3.Connection, current: dict[str, int]) -> bool:
+        known = dict(conn.execute("SELECT name, mtime_ns FROM runs"))
+        known.update(conn.execute("SELECT name, mtime_ns FROM skipped"))
+        changed = False
+        for name in [name for name in known if name not in current]:
+            changed |= self._delete(conn, name)
+        stale = [name for name, mtime in current.items() if known.get(name) != mtime]
+        for count, name in enumerate(stale, 1):
+            changed |= self._index_folder(conn, name, current[name])
+            if count % 1000 == 0:
+                conn.commit()
+                log.info("Indexed %d of %d changed run folders", count, len(stale))
+        return changed
+
+    def _check_watched(self, conn: sqlite3.Connection) -> bool:
+        """Re-stat only the runs that may still change: active ones and very recent ones."""
+        rows = conn.execute("SELECT name, mtime_ns FROM runs WHERE raw_status IN (?, ?) OR mtime_ns = 0 "
+                            "UNION ALL SELECT name, mtime_ns FROM skipped WHERE mtime_ns = 0",
+                            runs.ACTIVE).fetchall()
+        changed = False
+        for name, mtime in rows:
+            try:
+                now_mtime = (self.output_dir / name).stat().st_mtime_ns
+            except OSError:
+                changed |= self._delete(conn, name)
+                continue
+            if now_mtime != mtime:
+                changed |= self._index_folder(conn, name, now_mtime)
+        return changed
+
+    def _update_liveness(self, conn: sqlite3.Connection) -> bool:
+        """Show as interrupted the active runs whose process died (nothing is written to them)."""
+        changed = False
+        rows = conn.execute(f"{_SELECT} WHERE raw_status IN (?, ?)", runs.ACTIVE).fetchall()
+        for row in rows:
+            status = runs.effective_status(json.loads(row["details"])).get("status")
+            if status != row["status"]:
+                conn.execute("UPDATE runs SET status=? WHERE id=?", (status, row["id"]))
+                changed = True
+        return changed
+
+    def _index_folder(self, conn: sqlite3.Connection, name: str, mtime_ns: int) -> bool:
+        """(Re-)read one folder; True when the index changed."""
+        if time.time_ns() - mtime_ns < RECENT_NS:
+            mtime_ns = 0  # may change again within the same clock tick: look again next time
+        row = row_from_folder(self.output_dir / name)
+        if row is None:
+            removed = self._delete(conn, name)
+            conn.execute("INSERT OR REPLACE INTO skipped VALUES(?, ?)", (name, mtime_ns))
+            return removed
+        conn.execute("DELETE FROM skipped WHERE name=?", (name,))
+        return self._upsert(conn, row, mtime_ns)
+
+    def _upsert(self, conn: sqlite3.Connection, row: tuple, mtime_ns: int) -> bool:
+        """Insert or update one run; True when what the gallery shows of it changed."""
+        old = conn.execute(f"{_SELECT} WHERE name=?", (row[0],)).fetchone()
+        if old is None:
+            cur = conn.execute(f"INSERT INTO runs(mtime_ns, {', '.join(RUN_COLUMNS)}) "
+                               f"VALUES(?{', ?' * len(RUN_COLUMNS)})", (mtime_ns, *row[:-1]))
+            conn.execute("INSERT INTO bodies VALUES(?, ?)", (cur.lastrowid, row[-1]))
+            conn.execute("INSERT INTO prompts(rowid, prompt) VALUES(?, ?)", (cur.lastrowid, row[7]))
+            return True
+        if tuple(old[c] for c in COLUMNS) == row:
+            conn.execute("UPDATE runs SET mtime_ns=? WHERE id=?", (mtime_ns, old["id"]))
+            return False
+        sets = ", ".join(f"{c}=?" for c in RUN_COLUMNS)
+        conn.execute(f"UPDATE runs SET mtime_ns=?, {sets} WHERE id=?", (mtime_ns, *row[:-1], old["id"]))
+        conn.execute("UPDATE bodies SET details=? WHERE id=?", (row[-1], old["id"]))
+        if old["prompt"] != row[7]:
+            conn.execute("UPDATE prompts SET prompt=? WHERE rowid=?", (row[7], old["id"]))
+        return True
+
+    def _delete(self, conn: sqlite3.Connection, name: str) -> bool:
+        """Forget a folder; True when it was a listed run."""
+        old = conn.execute("SELECT id FROM runs WHERE name=?", (name,)).fetchone()
+        if old is not None:
+            conn.execute("DELETE FROM prompts WHERE rowid=?", (old[0],))
+            conn.execute("DELETE FROM bodies WHERE id=?", (old[0],))
+            conn.execute("DELETE FROM runs WHERE id=?", (old[0],))
+        conn.execute("DELETE FROM skipped WHERE name=?", (name,))
+        return old is not None
+
+    def add_rows(self, rows: list[tuple]) -> None:
+        """Insert prepared rows directly (benchmarks of search over many prompts)."""
+        conn = self._conn()
+        for row in rows:
+            self._upsert(conn, row, 1)
+        conn.commit()
+        self.generation += 1
+        self._counts.clear()
+
+    # --- queries ---------------------------------------------------------------------------------
+
+    def query(self, q: str = "", mode: str = "", model: str = "", status: str = "",
+              limit: int = 24, offset: int = 0, finished_with_image: bool = False) -> tuple[int, list]:
+        """(total, rows) for one page, newest first; counts are cached until the index changes."""
+        where, args = self._where(q, mode, model, status, finished_with_image)
+        total = self._count(where, args, only_search=bool(q) and not (mode or model or status
+                                                                       or finished_with_image))
+        if total == 0 or limit <= 0:
+            return total, []
+        # Many matches: walk the name index newest first and stop after one page; few: sort them.
+        hint = "INDEXED BY sqlite_autoindex_runs_1" if q and total >= SORT_SCAN_MIN else ""
+        ids = [r[0] for r in self._conn().execute(
+            f"SELECT id FROM runs {hint} {where} ORDER BY name DESC LIMIT ? OFFSET ?", (*args, limit, offset))]
+        return total, self._rows(ids)
+
+    def _count(self, where: str, args: list, only_search: bool) -> int:
+        key = (self.generation, where, tuple(args))
+        total = self._counts.get(key)
+        if total is None:
+            if only_search and "MATCH" in where:  # the full-text index counts its own matches fast
+                sql = "SELECT count(*) FROM prompts WHERE prompts MATCH ?"
+            else:
+                sql = f"SELECT count(*) FROM runs {where}"
+            total = self._conn().execute(sql, args).fetchone()[0]
+            self._counts[key] = total
+        return total
+
+    def _rows(self, ids: list[int]) -> list:
+        """Full rows (with details) for these ids, in the same order."""
+        if not ids:
+            return []
+        found = {r["id"]: r for r in self._conn().execute(
+            f"{_SELECT} WHERE runs.id IN ({', '.join('?' * len(ids))})", ids)}
+        return [found[i] for i in ids if i in found]
+
+    @staticmethod
+    def _where(q, mode, model, status, finished_with_image) -> tuple[str, list]:
+        clauses, args = [], []
+        if q:
+            match = fts_query(q)
+            if match:
+                clauses.append("id IN (SELECT rowid FROM prompts WHERE prompts MATCH ?)")
+                args.append(match)
+            else:
+                clauses.append("instr(lower(prompt), lower(?)) > 0")
+                args.append(q)
+        for column, value in (("mode", mode), ("model", model), ("status", status)):
+            if value:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        if finished_with_image:
+            clauses.append("status IN ('done', 'stopped') AND image != ''")
+        return ("WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+    def choices(self) -> dict[str, list[str]]:
+        """The values the mode, model and status filters can take (cached per generation)."""
+        key = (self.generation, "choices")
+        if key not in self._counts:
+            conn = self._conn()
+            self._counts[key] = {
+                column: [r[0] for r in conn.execute(
+                    f"SELECT DISTINCT {column} FROM runs WHERE {column} != '' ORDER BY {column}")]
+                for column in ("mode", "model", "status")}
+        return self._counts[key]
+
+    def get(self, run_id: str):
+        """The row of a run by its id (or folder name), or None."""
+        return self._conn().execute(
+            f"{_SELECT} WHERE run_id=? OR name=? ORDER BY name DESC LIMIT 1", (run_id, run_id)).fetchone()
+
+    def children(self, run_id: str) -> list:
+        return self._conn().execute(
+            f"{_SELECT} WHERE parent_run_id=? ORDER BY name DESC LIMIT 100", (run_id,)).fetchall()
+
+    def names(self) -> set[str]:
+        return {r[0] for r in self._conn().execute("SELECT name FROM runs")}

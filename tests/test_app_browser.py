@@ -1,0 +1,79 @@
+"""`streamlit run app.py` headless, opened in a real Chromium: a demo generation shows its image."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (scripts/setup-tests.sh installs it)")]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def app_url(tmp_path, atelier_dirs):
+    port = free_port()
+    env = {**os.environ, "ATELIER_OUTPUT": str(tmp_path / "output")}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
+         "--server.address", "127.0.0.1"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_http(url + "/_stcore/health")
+        yield url, tmp_path / "output"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _wait_for_http(url, timeout=90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"{url} did not answer")
+
+
+def test_demo_generation_in_the_browser(app_url):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, output = app_url
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        expect(page.get_by_text("Demo models.")).to_be_visible(timeout=60_000)
+        page.get_by_role("textbox", name="Prompt").fill("a red fox")
+        for label, value in (("Width", "48"), ("Height", "48"), ("Steps (-1 = until stopped)", "6")):
+            field = page.get_by_role("spinbutton", name=label)
+            field.fill(value)
+            field.press("Tab")
+        page.get_by_role("button", name="Run").click()
+        expect(page.get_by_text("Done: 6 steps.")).to_be_visible(timeout=180_000)
+        image = page.locator("[data-testid='stImage'] img").first
+        expect(image).to_be_visible()
+        assert page.evaluate("(img) => img.naturalWidth", image.element_handle()) == 48
+        page.screenshot(path=str(output.parent / "app.png"), full_page=True)
+        browser.close()
+    finished = [d for d in output.iterdir() if (d / "output.png").is_file()]
+    assert len(finished) == 1 and (finished[0] / "anim.mp4").is_file()

@@ -1,0 +1,96 @@
+"""The main area: the run being watched (live while it runs, results when it ends) and the queue."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import streamlit as st
+
+from logic import jobs, runs
+from logic.commands.progress import format_seconds
+
+
+def watched_state(worker: jobs.Worker) -> jobs.JobState | None:
+    """The run this page follows: the one it queued, else whatever the worker is doing (a reload reattaches)."""
+    run_id = st.session_state.get("watch")
+    state = worker.state(run_id) if run_id else None
+    return state or worker.current() or next(iter(worker.recent(1)), None)
+
+
+def show_progress(state: jobs.JobState, worker: jobs.Worker) -> None:
+    total = state.total if state.total and state.total > 0 else None
+    label = state.message or f"Step {state.step}/{total or '∞'}"
+    if state.it_s:
+        label += f" · {state.it_s:.2f} it/s"
+    if state.eta_s is not None:
+        label += f" · ETA {format_seconds(state.eta_s)}"
+    st.progress(min(state.step / total, 1.0) if total else 0.0, text=label)
+    if st.button("Stop", key=f"stop_{state.run_id}", help="Stops after this step and keeps what was made"):
+        worker.stop(state.run_id)
+        st.toast("Stopping…")
+    if state.preview is not None:
+        st.image(state.preview, caption="Live preview", width=display_width(state.preview.width))
+    show_loss_curve(list(state.loss_history))
+
+
+DISPLAY_MIN = 384  # small (demo) images are scaled up for viewing
+
+
+def display_width(image_width: int) -> int:
+    return max(DISPLAY_MIN, min(image_width, 1024))
+
+
+@st.cache_data(max_entries=16)
+def read_file(path: str, mtime: float) -> bytes:
+    """Result files, read once per version rather than at every refresh of the live panel."""
+    return Path(path).read_bytes()
+
+
+def file_bytes(path: Path) -> bytes:
+    return read_file(str(path), path.stat().st_mtime)
+
+
+def show_loss_curve(rows: list[dict]) -> None:
+    if len(rows) < 2:
+        return
+    import pandas as pd
+
+    frame = pd.DataFrame(rows).set_index("step")
+    st.line_chart(frame, height=220, x_label="step", y_label="loss")
+
+
+def show_result(state: jobs.JobState) -> None:
+    run = runs.open_run(state.run_dir)
+    details = run.details
+    if state.status == runs.FAILED:
+        st.error(state.error or "The run failed.")
+    elif state.status == runs.STOPPED:
+        st.warning(f"Stopped at step {state.step}; everything made so far was kept.")
+    else:
+        st.success(f"Done: {state.step} steps.")
+    image = runs.output_image(run.path, details)
+    if image:
+        width = (details.get("size") or [DISPLAY_MIN])[0]
+        st.image(file_bytes(image), caption=details.get("prompt_used") or details.get("prompt"),
+                 width=display_width(int(width)))
+    if run.file(runs.ANIM).is_file():
+        st.video(file_bytes(run.file(runs.ANIM)))
+    st.caption(f"Run folder: `{run.path}`")
+    if run.file(runs.METRICS).is_file():
+        show_loss_curve(runs.read_metrics(run.path))
+    with st.expander("details.json"):
+        st.code(json.dumps(details, indent=2, default=str), language="json")
+
+
+def show_queue(worker: jobs.Worker) -> None:
+    queued = worker.queued()
+    if not queued:
+        return
+    st.subheader(f"Queue ({len(queued)})")
+    for state in queued:
+        col1, col2 = st.columns([5, 1])
+        col1.write(f"`{state.run_id}` {state.mode}: {state.params.get('prompt', '')[:80]}")
+        if col2.button("Remove", key=f"remove_{state.run_id}"):
+            worker.stop(state.run_id)
+            st.rerun()
