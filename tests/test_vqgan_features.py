@@ -19,7 +19,7 @@ from logic.vqgan.losses import PromptLoss, mse_weight_at, tv_loss
 from logic.vqgan.optimisers import OPTIMISERS
 from logic.vqgan.schedule import split_stages, stage_at
 
-from vqgan_helpers import CACHE, TINY, run_vqgan, write_image
+from tests.vqgan_helpers import CACHE, TINY, installed_vqgans, run_vqgan, write_image
 
 
 def optimisation(**params):
@@ -228,19 +228,20 @@ def test_gumbel_and_net2net_checkpoints_are_listed_and_run(output_dir):
     gumbel = {"model": {"target": "taming.models.vqgan.GumbelVQ", "params": _tiny_params(64, kl_weight=1e-8)}}
     net2net = {"model": {"target": "taming.models.cond_transformer.Net2NetTransformer", "params": {
         "first_stage_config": {"target": "taming.models.vqgan.VQModel", "params": _tiny_params(128)}}}}
-    _write_pair("tiny_gumbel", gumbel)
-    _write_pair("tiny_net2net", net2net, prefix="first_stage_model.")
-    listed = {m["name"]: m for m in engine.available_vqgans()}
-    assert (listed["tiny_gumbel"]["kind"], listed["tiny_gumbel"]["n_embed"]) == ("GumbelVQ", 64)
-    assert (listed["tiny_net2net"]["kind"], listed["tiny_net2net"]["n_embed"]) == ("VQModel", 128)
-    for name, kind in (("tiny_gumbel", "GumbelVQ"), ("tiny_net2net", "VQModel")):
-        engine_, spec, run = jobs.submit_run("vqgan", {**TINY, "demo": False, "vqgan": name, "clip": "demo-clip",
-                                                        "prompt": "x"}, output_dir)
-        spec.clip = "demo-clip"
-        jobs.execute_run(engine_, spec, run, device="cpu", cache=CACHE)
-        details = runs.read_details(run.path)
-        assert details["status"] == "done", details["error"]
-        assert details["model"]["vqgan_kind"] == kind
+    with installed_vqgans("tiny_gumbel", "tiny_net2net"):
+        _write_pair("tiny_gumbel", gumbel)
+        _write_pair("tiny_net2net", net2net, prefix="first_stage_model.")
+        listed = {m["name"]: m for m in engine.available_vqgans()}
+        assert (listed["tiny_gumbel"]["kind"], listed["tiny_gumbel"]["n_embed"]) == ("GumbelVQ", 64)
+        assert (listed["tiny_net2net"]["kind"], listed["tiny_net2net"]["n_embed"]) == ("VQModel", 128)
+        for name, kind in (("tiny_gumbel", "GumbelVQ"), ("tiny_net2net", "VQModel")):
+            engine_, spec, run = jobs.submit_run("vqgan", {**TINY, "demo": False, "vqgan": name, "clip": "demo-clip",
+                                                            "prompt": "x"}, output_dir)
+            spec.clip = "demo-clip"
+            jobs.execute_run(engine_, spec, run, device="cpu", cache=CACHE)
+            details = runs.read_details(run.path)
+            assert details["status"] == "done", details["error"]
+            assert details["model"]["vqgan_kind"] == kind
 
 
 # Steps, video, GIF, size ------------------------------------------------------------------------

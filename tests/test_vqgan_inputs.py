@@ -10,7 +10,7 @@ from PIL import Image
 from logic import jobs, settings
 from logic.errors import UserError
 
-from vqgan_helpers import TINY, run_vqgan, write_image
+from tests.vqgan_helpers import TINY, installed_vqgans, run_vqgan, write_image
 
 
 def refused(output_dir, **params) -> str:
@@ -77,9 +77,10 @@ def test_continue_target_with_another_model_says_so(output_dir, tmp_path):
     runs_dir = tmp_path / "runs"
     _, parent, _ = run_vqgan(runs_dir, prompt="x", steps=1)
     demo = settings.demo_dir()
-    for suffix in (".yaml", ".ckpt"):
-        shutil.copyfile(demo / f"demo{suffix}", settings.assets_dir() / f"other{suffix}")
-    message = refused(output_dir, continue_from=str(parent.path), demo=False, vqgan="other", clip="demo-clip")
+    with installed_vqgans("other") as assets:
+        for suffix in (".yaml", ".ckpt"):
+            shutil.copyfile(demo / f"demo{suffix}", assets / f"other{suffix}")
+        message = refused(output_dir, continue_from=str(parent.path), demo=False, vqgan="other", clip="demo-clip")
     assert "'demo'" in message and "'other'" in message
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from PIL import Image
 
-from logic import jobs, runs
+from logic import jobs, runs, settings
 
 CACHE = jobs.ModelCache()  # the demo models load once for all tests
 TINY = {"demo": True, "size": [32, 32], "steps": 2, "cutn": 4, "seed": 1, "augment": False, "every": 1}
@@ -22,3 +23,14 @@ def run_vqgan(output_dir: Path, **params):
 def write_image(path: Path, colour=(200, 30, 30), size=(40, 30)) -> Path:
     Image.new("RGB", size, colour).save(path)
     return path
+
+
+@contextlib.contextmanager
+def installed_vqgans(*names: str):
+    """Remove the named VQGAN pairs from assets/ afterwards: other tests expect none installed."""
+    try:
+        yield settings.assets_dir()
+    finally:
+        for name in names:
+            for suffix in (".yaml", ".ckpt"):
+                (settings.assets_dir() / f"{name}{suffix}").unlink(missing_ok=True)

@@ -1,12 +1,21 @@
-"""Sidebar for VQGAN+CLIP runs."""
+"""Sidebar and result actions for VQGAN+CLIP runs. UI only: every setting goes to ``build_spec``."""
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import streamlit as st
 
+from logic import settings
 from logic.models.catalog import vqgan_choices
+from logic.vqgan.cutouts import CUT_METHODS
+from logic.vqgan.optimisers import OPTIMISERS
+from logic.vqgan.starts import INIT_NOISES
 
 TITLE = "VQGAN+CLIP"
+UPLOADS = ".uploads"   # inside output/: kept, so reruns find the files (dot folders are not runs)
+IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp"]
 
 
 def sidebar(defaults: dict) -> dict | None:
@@ -18,25 +27,112 @@ def sidebar(defaults: dict) -> dict | None:
                              format_func=lambda n: "demo (random weights, for trying things out)" if n == "demo" else n,
                              key="vqgan_model")
         prompt = st.text_area("Prompt", defaults.get("prompt", ""), key="vqgan_prompt",
-                              help='"text:weight:stop | text:weight"; negative weights push away')
+                              help='"text:weight:stop | text:weight"; negative weights push away. '
+                                   'Stages separated by "^" form a story.')
+        story_every = st.number_input("Story: steps per stage", 1, 100_000, int(defaults["story_every"]),
+                                      key="vqgan_story_every")
         col1, col2 = st.columns(2)
         width = col1.number_input("Width", 16, 4096, int(defaults["size"][0]), 16, key="vqgan_width")
         height = col2.number_input("Height", 16, 4096, int(defaults["size"][1]), 16, key="vqgan_height")
         steps = st.number_input("Steps (-1 = until stopped)", -1, 100_000, int(defaults["steps"]), key="vqgan_steps")
         seed = st.text_input("Seed (empty = random)", "" if defaults.get("seed") is None else str(defaults["seed"]),
                              key="vqgan_seed")
+        with st.expander("Image prompts and init image"):
+            prompt_files = st.file_uploader("Image prompts", IMAGE_TYPES, accept_multiple_files=True,
+                                            key="vqgan_image_prompts")
+            prompt_weights = st.text_input("Their weights[:stop], comma separated (empty = 1)", "",
+                                           key="vqgan_image_prompt_weights", help="e.g. 1, 0.5:-0.2")
+            init_file = st.file_uploader("Init image", IMAGE_TYPES, key="vqgan_init_image")
+            init_noise = st.selectbox("Start without an image from", INIT_NOISES,
+                                      index=INIT_NOISES.index(defaults["init_noise"]), key="vqgan_init_noise")
         with st.expander("Optimisation"):
+            optimiser = st.selectbox("Optimiser", list(OPTIMISERS), index=list(OPTIMISERS).index(defaults["optimiser"]),
+                                     key="vqgan_optimiser")
             lr = st.number_input("Learning rate", 0.001, 10.0, float(defaults["lr"]), 0.01, format="%.3f", key="vqgan_lr")
+            tv_weight = st.number_input("TV loss weight (smoothness)", 0.0, 100.0, float(defaults["tv_weight"]),
+                                        key="vqgan_tv_weight")
+            mse_weight = st.number_input("MSE weight (stay near the start)", 0.0, 100.0,
+                                         float(defaults["mse_weight"]), key="vqgan_mse_weight")
+            mse_decay = st.number_input("MSE decay", 0.0, 100.0, float(defaults["mse_decay"]), key="vqgan_mse_decay")
+            mse_decay_every = st.number_input("MSE decay every N steps (0 = never)", 0, 100_000,
+                                              int(defaults["mse_decay_every"]), key="vqgan_mse_decay_every")
+            precision = st.selectbox("Precision (GPU)", ["auto", "fp32", "fp16", "bf16"],
+                                     index=["auto", "fp32", "fp16", "bf16"].index(defaults["precision"]),
+                                     key="vqgan_precision")
+        with st.expander("Cutouts"):
+            cut_method = st.selectbox("Method", CUT_METHODS, index=CUT_METHODS.index(defaults["cut_method"]),
+                                      key="vqgan_cut_method")
             cutn = st.number_input("Cutouts", 1, 256, int(defaults["cutn"]), key="vqgan_cutn")
             cut_pow = st.number_input("Cut power", 0.1, 10.0, float(defaults["cut_pow"]), 0.1, key="vqgan_cut_pow")
+            augment = st.checkbox("Augmentations", bool(defaults["augment"]), key="vqgan_augment")
+        with st.expander("Animation and video"):
+            animate_every = st.number_input("Move every N steps (0 = no animation)", 0, 10_000,
+                                            int(defaults["animate_every"]), key="vqgan_animate_every")
+            zoom = st.number_input("Zoom per frame", 0.5, 2.0, float(defaults["zoom"]), 0.01, key="vqgan_zoom")
+            rotate = st.number_input("Rotate per frame (degrees)", -180.0, 180.0, float(defaults["rotate"]),
+                                     key="vqgan_rotate")
+            translate_x = st.number_input("Move right per frame (px)", -512.0, 512.0, float(defaults["translate_x"]),
+                                          key="vqgan_translate_x")
+            translate_y = st.number_input("Move down per frame (px)", -512.0, 512.0, float(defaults["translate_y"]),
+                                          key="vqgan_translate_y")
             every = st.number_input("Video frame every N steps", 1, 1000, int(defaults["every"]), key="vqgan_every")
+            fps = st.number_input("Video fps", 1.0, 60.0, float(defaults["fps"]), key="vqgan_fps")
+            gif = st.checkbox("Also write a GIF", bool(defaults["gif"]), key="vqgan_gif")
         device = st.text_input("Device", "auto", key="vqgan_device", help="auto, cpu, cuda or cuda:N")
         submitted = st.form_submit_button("Run", type="primary", use_container_width=True)
     if not submitted:
         return None
     return {"prompt": prompt, "vqgan": model, "size": [int(width), int(height)], "steps": int(steps),
-            "seed": parse_seed(seed), "lr": float(lr), "cutn": int(cutn), "cut_pow": float(cut_pow),
-            "every": int(every), "demo": model == "demo", "device": device}
+            "seed": parse_seed(seed), "lr": float(lr), "optimiser": optimiser, "cutn": int(cutn),
+            "cut_pow": float(cut_pow), "cut_method": cut_method, "augment": bool(augment),
+            "story_every": int(story_every), "tv_weight": float(tv_weight), "mse_weight": float(mse_weight),
+            "mse_decay": float(mse_decay), "mse_decay_every": int(mse_decay_every), "precision": precision,
+            "image_prompts": image_prompt_params(prompt_files or [], prompt_weights),
+            "init_image": save_upload(init_file) if init_file else None, "init_noise": init_noise,
+            "animate_every": int(animate_every), "zoom": float(zoom), "rotate": float(rotate),
+            "translate_x": float(translate_x), "translate_y": float(translate_y), "every": int(every),
+            "fps": float(fps), "gif": bool(gif), "demo": model == "demo", "device": device}
+
+
+def image_prompt_params(files: list, weights: str) -> list[str]:
+    """Each upload saved, as "PATH:weight[:stop]" strings (the engine checks the numbers)."""
+    parts = [w.strip() for w in weights.split(",")] if weights.strip() else []
+    params = []
+    for i, upload in enumerate(files):
+        suffix = f":{parts[i]}" if i < len(parts) and parts[i] else ""
+        params.append(save_upload(upload) + suffix)
+    return params
+
+
+def save_upload(upload) -> str:
+    """Keep an uploaded file under output/.uploads/, named by its content, and return its path."""
+    data = upload.getvalue()
+    folder = settings.output_dir() / UPLOADS
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}{Path(upload.name).suffix.lower()}"
+    if not path.is_file():
+        path.write_bytes(data)
+    return str(path)
+
+
+def result_actions(run_dir: Path, details: dict) -> dict | None:
+    """"Continue this run" for a finished VQGAN+CLIP run that kept its state; returns params to queue."""
+    if details.get("mode") != "vqgan" or details.get("status") not in ("done", "stopped"):
+        return None
+    if not (Path(run_dir) / "state.pt").is_file():
+        return None
+    key = f"vqgan_continue_{details.get('run_id')}"
+    with st.form(key):
+        prompt = st.text_input("Next prompt (empty = the same)", "", key=f"{key}_prompt",
+                               help="A new prompt makes the next stage: spring, then summer, …")
+        steps = st.number_input("Steps", -1, 100_000, int(details.get("params", {}).get("steps") or 100),
+                                key=f"{key}_steps")
+        if not st.form_submit_button("Continue this run"):
+            return None
+    params = {"continue_from": str(Path(run_dir).resolve()), "steps": int(steps)}
+    if prompt.strip():
+        params["prompt"] = prompt
+    return params
 
 
 def parse_seed(text: str) -> int | str | None:
