@@ -5,7 +5,7 @@ from __future__ import annotations
 from logic import runs
 from logic.__main__ import main
 
-from tests.vqgan_helpers import write_image
+from vqgan_helpers import write_image
 
 
 def run_cli(capsys, *argv) -> dict:

@@ -19,7 +19,7 @@ from logic.vqgan.losses import PromptLoss, mse_weight_at, tv_loss
 from logic.vqgan.optimisers import OPTIMISERS
 from logic.vqgan.schedule import split_stages, stage_at
 
-from tests.vqgan_helpers import CACHE, TINY, installed_vqgans, run_vqgan, write_image
+from vqgan_helpers import CACHE, TINY, installed_vqgans, run_vqgan, write_image
 
 
 def optimisation(**params):

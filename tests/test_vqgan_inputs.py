@@ -10,7 +10,7 @@ from PIL import Image
 from logic import jobs, settings
 from logic.errors import UserError
 
-from tests.vqgan_helpers import TINY, installed_vqgans, run_vqgan, write_image
+from vqgan_helpers import TINY, installed_vqgans, run_vqgan, write_image
 
 
 def refused(output_dir, **params) -> str:
