@@ -10,6 +10,7 @@ import streamlit as st
 from logic import settings
 from logic.engines import sd_common
 from logic.models import diffusion as sd
+from ui.common import parse_seed  # noqa: F401 - the sidebars call w.parse_seed
 
 
 def model_choices(default: str) -> list[str]:
@@ -75,14 +76,3 @@ def save_upload(upload) -> str:
     if not path.exists():
         path.write_bytes(data)
     return str(path)
-
-
-def parse_seed(text: str):
-    """An int, None for empty; other text is passed on so the engine names the mistake."""
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        return text

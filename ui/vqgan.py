@@ -12,6 +12,7 @@ from logic.models.catalog import vqgan_choices
 from logic.vqgan.cutouts import CUT_METHODS
 from logic.vqgan.optimisers import OPTIMISERS
 from logic.vqgan.starts import INIT_NOISES
+from ui.common import parse_seed
 
 TITLE = "VQGAN+CLIP"
 UPLOADS = ".uploads"   # inside output/: kept, so reruns find the files (dot folders are not runs)
@@ -133,14 +134,3 @@ def result_actions(run_dir: Path, details: dict) -> dict | None:
     if prompt.strip():
         params["prompt"] = prompt
     return params
-
-
-def parse_seed(text: str) -> int | str | None:
-    """An int, None for empty; other text is passed on so the engine names the mistake."""
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        return text

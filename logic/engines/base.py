@@ -16,12 +16,22 @@ Specs are dataclasses with ``to_params()`` (a JSON-able dict that rebuilds them)
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from PIL import Image
+
+
+def round_size(spec, factor: int):
+    """The spec with its size rounded to a multiple of ``factor`` (the model's downsampling),
+    keeping the size that was asked for in ``size_requested`` so the rounding is recorded."""
+    rounded = [max(factor, int(round(v / factor)) * factor) for v in spec.size]
+    if rounded == list(spec.size):
+        return spec
+    return dataclasses.replace(spec, size=rounded, size_requested=spec.size_requested or list(spec.size))
 
 
 @dataclass

@@ -19,7 +19,7 @@ from ..errors import UserError
 from ..media import format_parameters, open_user_image, save_png
 from ..models.diffusion import SdModels
 from . import sd_common as common
-from .base import Progress, Result, RunContext
+from .base import Progress, Result, RunContext, round_size
 
 MODE = "diffusion"
 TITLE = "Stable Diffusion"
@@ -109,11 +109,7 @@ def load_models(spec: DiffusionSpec, device: str, report=lambda message: None) -
 # 3. Adjust to the models -------------------------------------------------------------------------
 
 def prepare(spec: DiffusionSpec, models: SdModels) -> DiffusionSpec:
-    factor = models.vae_scale_factor
-    rounded = [max(factor, int(round(v / factor)) * factor) for v in spec.size]
-    if rounded != spec.size:
-        return dataclasses.replace(spec, size=rounded, size_requested=spec.size_requested or list(spec.size))
-    return spec
+    return round_size(spec, models.vae_scale_factor)
 
 
 def describe(spec: DiffusionSpec, models: SdModels) -> dict:

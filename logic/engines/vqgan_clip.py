@@ -37,7 +37,7 @@ from ..vqgan.optimisers import OPTIMISERS, canonical_optimiser, make_optimiser
 from ..vqgan.schedule import split_stages, stage_at
 from ..vqgan.starts import INIT_NOISES, start_latent
 from ..vqgan.synthesis import Synthesiser, to_image
-from .base import Progress, Result, RunContext
+from .base import Progress, Result, RunContext, round_size
 
 MODE = "vqgan"
 TITLE = "VQGAN+CLIP"
@@ -258,11 +258,7 @@ def load_models(spec: VqganSpec, device: str, report=lambda message: None) -> Vq
 
 def prepare(spec: VqganSpec, models: VqganModels) -> VqganSpec:
     """Round the size to a multiple of the VQGAN's factor, keeping what was asked for."""
-    factor = models.vqgan.factor
-    rounded = [max(factor, int(round(v / factor)) * factor) for v in spec.size]
-    if rounded != list(spec.size):
-        return dataclasses.replace(spec, size=rounded, size_requested=list(spec.size))
-    return spec
+    return round_size(spec, models.vqgan.factor)
 
 
 def describe(spec: VqganSpec, models: VqganModels) -> dict:

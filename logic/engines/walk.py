@@ -27,7 +27,7 @@ from ..errors import UserError
 from ..media import format_parameters
 from ..models.diffusion import SdModels
 from . import sd_common as common
-from .base import Progress, Result, RunContext
+from .base import Progress, Result, RunContext, round_size
 
 MODE = "walk"
 TITLE = "Prompt walk"
@@ -119,11 +119,7 @@ def load_models(spec: WalkSpec, device: str, report=lambda message: None) -> SdM
 
 
 def prepare(spec: WalkSpec, models: SdModels) -> WalkSpec:
-    factor = models.vae_scale_factor
-    rounded = [max(factor, int(round(v / factor)) * factor) for v in spec.size]
-    if rounded != spec.size:
-        return dataclasses.replace(spec, size=rounded, size_requested=spec.size_requested or list(spec.size))
-    return spec
+    return round_size(spec, models.vae_scale_factor)
 
 
 def describe(spec: WalkSpec, models: SdModels) -> dict:
