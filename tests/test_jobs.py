@@ -5,12 +5,12 @@ import threading
 import time
 
 import pytest
-import torch
 
 from logic import jobs, media, runs
-from logic.engines import vqgan_clip
 
-PARAMS = {"prompt": "a red fox", "demo": True, "size": [48, 48], "cutn": 4, "seed": 7, "every": 2, "lr": 0.2}
+# Augmentations off: their noise would hide the loss trend of a 40-step run on tiny models.
+PARAMS = {"prompt": "a red fox", "demo": True, "size": [48, 48], "cutn": 4, "seed": 7, "every": 2, "lr": 0.2,
+          "augment": False}
 
 
 def run_now(output_dir, cache=None, **params):
@@ -65,27 +65,6 @@ def _wait_for_step(state, step, timeout=60):
     deadline = time.monotonic() + timeout
     while state.step < step and time.monotonic() < deadline:
         time.sleep(0.05)
-
-
-def test_out_of_memory_fails_with_a_sentence_and_the_next_run_works(output_dir, monkeypatch):
-    cache = jobs.ModelCache()
-    real_step = vqgan_clip._train_step
-    calls = {"n": 0}
-
-    def exploding_step(*args):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real_step(*args)
-
-    monkeypatch.setattr(vqgan_clip, "_train_step", exploding_step)
-    state, run = run_now(output_dir, steps=10, cache=cache)
-    assert state.status == runs.FAILED
-    assert "out of memory" in run.details["error"] and "smaller size" in run.details["error"]
-    assert run.file("output.png").is_file()  # the last preview is kept
-    monkeypatch.setattr(vqgan_clip, "_train_step", real_step)
-    state, run = run_now(output_dir, steps=3, cache=cache)
-    assert state.status == runs.DONE
 
 
 def test_worker_runs_the_queue_in_order_and_stops_a_queued_run(output_dir):
