@@ -37,15 +37,19 @@ def available_modes() -> dict:
     return found
 
 
-def queue_run(mode: str, params: dict) -> None:
+def queue_run(mode: str, params: dict, errors=st.sidebar) -> bool:
+    """Queue a run; bad input is shown as one sentence in ``errors`` (the sidebar, or the main area
+    from inside the live fragment, which may not write to the sidebar)."""
+    params = dict(params)  # the pending copy in session state stays whole for a retry
     device = params.pop("device", None) or settings.defaults().get("device")
     try:
         state = get_worker(device).submit(mode, params)
     except UserError as exc:
-        st.sidebar.error(str(exc))
-        return
+        errors.error(str(exc))
+        return False
     st.session_state.watch = state.run_id
     st.session_state.device = device
+    return True
 
 
 ARTIST_MODES = ("vqgan", "diffusion")
@@ -60,9 +64,9 @@ def confirm_artist(mode: str, params: dict) -> None:
     run_col, cancel_col = st.columns([1, 4])
     if run_col.button("Run", type="primary", key="pending_run"):
         artist = choice["artist"] if choice else None
-        del st.session_state["pending"]
-        queue_run(mode, {**params, "match_artist": artist is not None, "artist": artist})
-        st.rerun()
+        if queue_run(mode, {**params, "match_artist": artist is not None, "artist": artist}, errors=st):
+            del st.session_state["pending"]
+            st.rerun()
     if cancel_col.button("Cancel", key="pending_cancel"):
         del st.session_state["pending"]
         st.rerun()
@@ -81,7 +85,7 @@ def live_panel() -> None:
         if follow_up:
             params = follow_up(state.run_dir, jobs.runs.open_run(state.run_dir).details)
             if params:
-                queue_run(state.mode, params)
+                queue_run(state.mode, params, errors=st)
     else:
         live.show_progress(state, worker)
     live.show_queue(worker)

@@ -82,3 +82,27 @@ def test_match_artist_shows_the_top_artists_and_runs_with_the_pick():
     assert details["artist_match"]["artist"] == chosen and details["artist_match"]["chosen_by_user"]
     assert details["prompt"] == "a graffiti gorilla"
     assert details["prompt_used"] == f"a graffiti gorilla, in the style of {chosen}"
+
+
+def test_continue_this_run_from_the_result_makes_a_child_run():
+    at = AppTest.from_file(APP, default_timeout=180).run()
+    fill_vqgan_form(at, prompt="a garden in spring", steps=3)
+    submit(at)
+    wait_until(at, lambda a: len(a.success) > 0)
+    parent_dir = Path(next(c.value for c in at.caption if "Run folder" in c.value).split("`")[1])
+    parent_id = runs.read_details(parent_dir)["run_id"]
+    at.text_input(key=f"vqgan_continue_{parent_id}_prompt").set_value("a garden in winter")
+    at.number_input(key=f"vqgan_continue_{parent_id}_steps").set_value(2)
+    next(b for b in at.button if b.key and b.key.startswith(f"FormSubmitter:vqgan_continue_{parent_id}")).click()
+    at.run()
+    assert not at.exception and not at.error
+
+    def child_done(a):
+        folders = [c.value.split("`")[1] for c in a.caption if "Run folder" in c.value]
+        return a.success and folders and Path(folders[0]) != parent_dir
+
+    wait_until(at, child_done)
+    child_dir = Path(next(c.value for c in at.caption if "Run folder" in c.value).split("`")[1])
+    child = runs.read_details(child_dir)
+    assert child["parent_run_id"] == parent_id and child["status"] == runs.DONE
+    assert child["prompt_used"].startswith("a garden in winter")
