@@ -77,3 +77,31 @@ def test_demo_generation_in_the_browser(app_url):
         browser.close()
     finished = [d for d in output.iterdir() if (d / "output.png").is_file()]
     assert len(finished) == 1 and (finished[0] / "anim.mp4").is_file()
+
+
+def test_reloading_the_page_reattaches_to_the_running_job_and_stop_keeps_it(app_url):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, output = app_url
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        page.get_by_role("textbox", name="Prompt").fill("a lighthouse")
+        for label, value in (("Width", "48"), ("Height", "48"), ("Steps (-1 = until stopped)", "-1")):
+            field = page.get_by_role("spinbutton", name=label)
+            field.fill(value)
+            field.press("Tab")
+        page.get_by_role("button", name="Run").click()
+        expect(page.get_by_text("it/s")).to_be_visible(timeout=120_000)
+
+        page.reload()  # a new session: the page must find the run in the server's worker
+        expect(page.get_by_text("it/s")).to_be_visible(timeout=60_000)
+        expect(page.get_by_role("img", name="Live preview").or_(page.get_by_text("Live preview"))).to_be_visible()
+        page.get_by_role("button", name="Stop").click()
+        expect(page.get_by_text("Stopped at step")).to_be_visible(timeout=60_000)
+        browser.close()
+    run_dir = next(output.iterdir())
+    details = __import__("json").loads((run_dir / "details.json").read_text())
+    assert details["status"] == "stopped" and details["progress"]["step"] > 0
+    assert (run_dir / "output.png").is_file() and (run_dir / "anim.mp4").is_file()
