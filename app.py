@@ -13,7 +13,7 @@ import streamlit as st
 
 from logic import jobs, settings
 from logic.errors import UserError
-from logic.models.catalog import has_real_vqgan, setup_hint
+from logic.models.catalog import has_real_vqgan, installed_sd_models, sd_setup_hint, setup_hint
 from ui import MODES, live
 
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -53,6 +53,16 @@ def queue_run(mode: str, params: dict, errors=st.sidebar) -> bool:
 
 
 ARTIST_MODES = ("vqgan", "diffusion")
+
+
+def show_setup_banner(mode: str) -> None:
+    """With no real weights for this mode: exactly how to get them, and that the demo works now."""
+    if mode == "vqgan" and not has_real_vqgan():
+        st.warning(f"**Demo models.** {setup_hint()} Demo images are coloured noise shaped by the loss.")
+    elif mode in ("diffusion", "walk"):
+        default_model = settings.defaults(mode).get("model") or settings.defaults("diffusion").get("model", "")
+        if not installed_sd_models(default_model):
+            st.warning(f"**Demo model.** {sd_setup_hint(default_model)} Demo images are coloured noise.")
 
 
 def confirm_artist(mode: str, params: dict) -> None:
@@ -95,8 +105,7 @@ st.set_page_config(page_title="Atelier", page_icon="🎨", layout="wide")
 UI = available_modes()
 st.sidebar.title("Atelier")
 mode = st.sidebar.radio("Mode", list(UI), format_func=lambda m: UI[m].TITLE, key="mode", horizontal=True)
-if mode == "vqgan" and not has_real_vqgan():
-    st.warning(f"**Demo models.** {setup_hint()} Demo images are coloured noise shaped by the loss.")
+show_setup_banner(mode)
 params = UI[mode].sidebar(settings.defaults(mode))
 if mode in ARTIST_MODES:
     st.sidebar.toggle("Match artist style", key=f"{mode}_match_artist",

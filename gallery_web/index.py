@@ -20,7 +20,7 @@ from logic import runs
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = "2"
+INDEX_VERSION = "3"  # bumped when what is stored per run changes: the index is rebuilt
 FULL_SWEEP_S = 15.0      # how often every folder's time is checked even if nothing seemed to move
 RECENT_NS = 2_000_000_000  # a folder changed this recently may change again within the same tick
 TRACKED_FILES = (runs.ANIM, runs.THUMB, runs.PREVIEW, runs.METRICS)
@@ -47,11 +47,14 @@ CREATE VIRTUAL TABLE IF NOT EXISTS prompts USING fts5(prompt, tokenize='unicode6
 """
 
 
+LABEL_KEYS = ("name", "vqgan", "diffusion", "clip")  # display names; paths, hashes and sizes are not
+
+
 def model_label(model) -> str:
-    """One short label for the models of a run: 'vqgan_imagenet + ViT-B-32'."""
+    """One short label for the models of a run: 'vqgan_imagenet_f16_16384 + ViT-B-32:openai'."""
     if isinstance(model, dict):
-        names = [str(v.get("name") if isinstance(v, dict) else v) for v in model.values() if v]
-        return " + ".join(names)
+        names = [model[k] for k in LABEL_KEYS if isinstance(model.get(k), str) and model[k]]
+        return " + ".join(names) or next((v for v in model.values() if isinstance(v, str) and v), "")
     return str(model or "")
 
 

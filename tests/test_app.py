@@ -106,3 +106,22 @@ def test_continue_this_run_from_the_result_makes_a_child_run():
     child = runs.read_details(child_dir)
     assert child["parent_run_id"] == parent_id and child["status"] == runs.DONE
     assert child["prompt_used"].startswith("a garden in winter")
+
+
+def test_stable_diffusion_mode_without_weights_offers_the_demo_and_runs_it(atelier_dirs):
+    at = AppTest.from_file(APP, default_timeout=180).run()
+    at.radio(key="mode").set_value("diffusion").run()
+    banner = " ".join(w.value for w in at.warning)
+    assert "Demo model." in banner and "download-weights.sh --sd" in banner and "assets/models/" in banner
+    assert at.selectbox(key="sd_model").value == "demo"
+    at.text_area(key="sd_prompt").set_value("a castle at dawn")
+    at.number_input(key="sd_steps").set_value(2)
+    at.number_input(key="sd_width").set_value(64)
+    at.number_input(key="sd_height").set_value(64)
+    next(b for b in at.button if b.key and b.key.startswith("FormSubmitter:sd_form")).click()
+    at.run()
+    assert not at.exception and not at.error
+    wait_until(at, lambda a: len(a.success) > 0)
+    run_dir = Path(next(c.value for c in at.caption if "Run folder" in c.value).split("`")[1])
+    details = runs.read_details(run_dir)
+    assert details["mode"] == "diffusion" and details["status"] == runs.DONE and details["demo"] is True

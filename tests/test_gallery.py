@@ -426,3 +426,17 @@ def test_refresh_is_cheap_when_nothing_changed(output, tmp_path):
     for _ in range(20):
         assert not index.refresh()
     assert (time.perf_counter() - started) / 20 < 0.01
+
+
+@pytest.mark.parametrize("model, label", [
+    ({"vqgan": "vqgan_imagenet_f16_16384", "vqgan_path": "/a/b.ckpt", "vqgan_hash": "ab12", "clip": "ViT-B-32:openai",
+      "factor": 16}, "vqgan_imagenet_f16_16384 + ViT-B-32:openai"),
+    ({"name": "dreamshaper_8", "kind": "single-file", "location": "/m/d.safetensors", "hash": "f00"}, "dreamshaper_8"),
+    ({"vqgan": "sflckr", "clip": None}, "sflckr"),
+    ("plain-name", "plain-name"),
+    (None, ""),
+])
+def test_model_labels_are_names_not_paths(model, label):
+    from gallery_web.index import model_label
+
+    assert model_label(model) == label

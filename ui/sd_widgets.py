@@ -9,6 +9,7 @@ import streamlit as st
 
 from logic import settings
 from logic.engines import sd_common
+from logic.models import catalog
 from logic.models import diffusion as sd
 from ui.common import parse_seed  # noqa: F401 - the sidebars call w.parse_seed
 
@@ -28,7 +29,9 @@ def model_label(name: str) -> str:
 
 def model_and_loras(prefix: str, defaults: dict) -> tuple[str, list[str]]:
     choices = model_choices(defaults.get("model") or "")
-    model = st.selectbox("Model", choices, format_func=model_label, key=f"{prefix}model",
+    installed = catalog.installed_sd_models(defaults.get("model") or "")
+    preferred = choices.index(installed[0]) if installed else choices.index(sd_common.DEMO_MODEL)
+    model = st.selectbox("Model", choices, index=preferred, format_func=model_label, key=f"{prefix}model",
                          help="Hub id, a diffusers folder or a .safetensors/.ckpt in assets/models/. "
                               "A DreamBooth model's token (from its sidecar .yaml) is shown: put it in the prompt.")
     token = sd_common.model_token(model) if model != sd_common.DEMO_MODEL else None

@@ -47,3 +47,19 @@ def setup_hint() -> str:
     return ("No VQGAN weights are installed: run `bash download-weights.sh` (the default "
             "imagenet_f16_16384 pair, about 1 GB) or `bash download-weights.sh --list`, "
             "or try the demo models now.")
+
+
+def installed_sd_models(default_model: str) -> list[str]:
+    """Stable Diffusion models usable without a download: local files/folders, and the default hub
+    model when it is already in the cache."""
+    from . import diffusion
+
+    local = diffusion.list_local_models(settings.assets_dir() / "models")
+    cached = [default_model] if default_model and diffusion.hub_model_cached(default_model) else []
+    return cached + local
+
+
+def sd_setup_hint(default_model: str) -> str:
+    return (f"No Stable Diffusion weights are installed: run `bash download-weights.sh --sd` to fetch "
+            f"{default_model} (about 4 GB), or put a .safetensors/.ckpt file in assets/models/; "
+            "or try the demo model now.")
