@@ -108,7 +108,8 @@ def test_continue_this_run_from_the_result_makes_a_child_run():
     assert child["prompt_used"].startswith("a garden in winter")
 
 
-def test_stable_diffusion_mode_without_weights_offers_the_demo_and_runs_it(atelier_dirs):
+def test_stable_diffusion_mode_without_weights_offers_the_demo_and_runs_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATELIER_ASSETS", str(tmp_path / "assets"))  # no model that other tests installed
     at = AppTest.from_file(APP, default_timeout=180).run()
     at.radio(key="mode").set_value("diffusion").run()
     banner = " ".join(w.value for w in at.warning)
