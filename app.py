@@ -88,6 +88,7 @@ def live_panel() -> None:
     state = live.watched_state(worker)
     if state is None:
         st.info("Set up a run in the sidebar and press Run. Results appear here, and in output/.")
+        live.show_recent(settings.output_dir())
         return
     if state.finished:
         live.show_result(state)

@@ -126,3 +126,16 @@ def test_stable_diffusion_mode_without_weights_offers_the_demo_and_runs_it(tmp_p
     run_dir = Path(next(c.value for c in at.caption if "Run folder" in c.value).split("`")[1])
     details = runs.read_details(run_dir)
     assert details["mode"] == "diffusion" and details["status"] == runs.DONE and details["demo"] is True
+
+
+def test_idle_app_shows_recent_runs_and_points_to_the_gallery(tmp_path, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.setenv("ATELIER_OUTPUT", str(tmp_path / "output"))
+    run = runs.create_run(tmp_path / "output", "vqgan", {"prompt": "an old harbour"})
+    Image.new("RGB", (32, 32), "teal").save(run.file(runs.THUMB))
+    run.update(status=runs.DONE)
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    assert [h.value for h in at.subheader] == ["Recent runs"]
+    captions = " ".join(c.value for c in at.caption)
+    assert "an old harbour · vqgan · done" in captions and "python gallery.py" in captions

@@ -29,7 +29,7 @@ def sidebar(defaults: dict) -> dict | None:
         preview_every = st.number_input("Preview every N steps (0 = none)", 0, 1000,
                                         int(defaults.get("preview_every", 1)), key="sd_preview_every")
         extra = w.memory("sd_", defaults)
-        submitted = st.form_submit_button("Run", type="primary", use_container_width=True)
+        submitted = st.form_submit_button("Run", type="primary", width="stretch")
     if not submitted:
         return None
     return {"prompt": prompt, "negative": negative, "model": model, "lora": loras, **sampling,

@@ -94,3 +94,28 @@ def show_queue(worker: jobs.Worker) -> None:
         if col2.button("Remove", key=f"remove_{state.run_id}"):
             worker.stop(state.run_id)
             st.rerun()
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def recent_runs(output_dir: str, limit: int = 8) -> list[dict]:
+    """The newest runs with an image, for the idle main area (cached: the panel refreshes every second)."""
+    found = []
+    for run in runs.list_runs(output_dir, limit=limit * 2):
+        thumb = run.file(runs.THUMB) if run.file(runs.THUMB).is_file() else runs.output_image(run.path, run.details)
+        if thumb:
+            found.append({"thumb": str(thumb), "prompt": run.details.get("prompt") or "", "mode": run.details.get("mode"),
+                          "status": run.details.get("status"), "folder": run.path.name})
+    return found[:limit]
+
+
+def show_recent(output_dir) -> None:
+    items = recent_runs(str(output_dir))
+    if not items:
+        return
+    st.subheader("Recent runs")
+    columns = st.columns(4)
+    for index, item in enumerate(items):
+        column = columns[index % 4]
+        column.image(file_bytes(Path(item["thumb"])), width="stretch")
+        column.caption(f"{item['prompt'][:60]} · {item['mode']} · {item['status']}")
+    st.caption("Browse every run, search and watch live: `python gallery.py` (http://127.0.0.1:5000).")

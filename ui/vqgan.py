@@ -80,7 +80,7 @@ def sidebar(defaults: dict) -> dict | None:
             fps = st.number_input("Video fps", 1.0, 60.0, float(defaults["fps"]), key="vqgan_fps")
             gif = st.checkbox("Also write a GIF", bool(defaults["gif"]), key="vqgan_gif")
         device = st.text_input("Device", "auto", key="vqgan_device", help="auto, cpu, cuda or cuda:N")
-        submitted = st.form_submit_button("Run", type="primary", use_container_width=True)
+        submitted = st.form_submit_button("Run", type="primary", width="stretch")
     if not submitted:
         return None
     return {"prompt": prompt, "vqgan": model, "size": [int(width), int(height)], "steps": int(steps),

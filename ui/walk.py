@@ -25,7 +25,7 @@ def sidebar(defaults: dict) -> dict | None:
         gif = st.checkbox("Also make a GIF", bool(defaults.get("gif", False)), key="walk_gif")
         sampling = w.sampling("walk_", defaults)
         extra = w.memory("walk_", defaults)
-        submitted = st.form_submit_button("Run", type="primary", use_container_width=True)
+        submitted = st.form_submit_button("Run", type="primary", width="stretch")
     if not submitted:
         return None
     seed_list = [w.parse_seed(s) for s in seeds.replace(",", " ").split()] or None
