@@ -175,6 +175,7 @@ def execute_run(engine, spec, run: runs.Run, *, device: str | None = None, cache
     timing: dict[str, float | None] = {"load_s": None, "generate_s": None, "median_step_s": None}
     result: Result | None = None
     try:
+        spec = _keep_inputs(engine, spec, run)
         spec, models, timing["load_s"] = _load_and_prepare(engine, spec, run, device, cache, state)
         ctx = RunContext(run.path, device, state.stop_event, report=lambda m: setattr(state, "message", m))
         started = time.perf_counter()
@@ -197,6 +198,17 @@ def execute_run(engine, spec, run: runs.Run, *, device: str | None = None, cache
 def new_state(run: runs.Run) -> JobState:
     return JobState(run.run_id, run.path, run.details.get("mode", ""), params=run.details.get("params", {}),
                     total=run.details.get("progress", {}).get("total") or 0)
+
+
+def _keep_inputs(engine, spec, run: runs.Run):
+    """Given files are copied into inputs/ first, and the recorded params point at the copies,
+    so a rerun finds them even if the run fails or the originals move."""
+    keep = getattr(engine, "keep_inputs", None)
+    if keep is None:
+        return spec
+    spec = keep(spec, run.inputs_dir)
+    run.update(params=spec.to_params(), inputs=sorted(p.name for p in run.inputs_dir.iterdir()))
+    return spec
 
 
 def _load_and_prepare(engine, spec, run: runs.Run, device: str, cache: ModelCache, state: JobState):

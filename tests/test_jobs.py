@@ -88,3 +88,22 @@ def test_model_cache_reuses_and_releases():
     assert cache.get(("a",), lambda: loads.append("a2") or "A2") == ("A", False)
     assert cache.get(("b",), lambda: loads.append("b") or "B") == ("B", True)
     assert loads == ["a", "b"]
+
+
+def test_given_files_are_kept_in_inputs_even_when_the_run_fails(output_dir, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from logic.engines import vqgan_clip
+
+    init = tmp_path / "holiday.JPG"
+    Image.new("RGB", (40, 30), "orange").save(init, format="JPEG")
+
+    def broken_load(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(vqgan_clip, "load_models", broken_load)
+    state, run = run_now(output_dir, steps=2, init_image=str(init))
+    assert state.status == runs.FAILED and "disk on fire" in run.details["error"]
+    kept = run.path / "inputs" / "init-image.jpg"
+    assert kept.read_bytes() == init.read_bytes()
+    assert run.details["params"]["init_image"] == str(kept) and run.details["inputs"] == ["init-image.jpg"]

@@ -10,6 +10,8 @@ An engine is a module with:
 ``prepare(spec, models) -> spec``  adjust to the models (e.g. round the size), record why
 ``generate(spec, models, ctx) -> Iterator[Progress | Result]``
 ``describe(spec, models) -> dict``  model names/paths/hashes and the prompt actually used
+``keep_inputs(spec, folder) -> spec``  optional: copy given files into inputs/ (``keep_input``)
+                              and point the spec at the copies, so a rerun finds them
 
 Specs are dataclasses with ``to_params()`` (a JSON-able dict that rebuilds them).
 """
@@ -17,12 +19,21 @@ Specs are dataclasses with ``to_params()`` (a JSON-able dict that rebuilds them)
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from PIL import Image
+
+
+def keep_input(source: str, folder: Path, name: str) -> str:
+    """Copy a file a person gave into the run's inputs/ exactly as given; returns the copy's path."""
+    target = Path(folder) / f"{name}{Path(source).suffix.lower() or '.png'}"
+    if Path(source).resolve() != target.resolve():
+        shutil.copyfile(source, target)
+    return str(target)
 
 
 def round_size(spec, factor: int):

@@ -8,7 +8,6 @@ device. Previews come from the latents through a fixed linear map, every ``previ
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -19,7 +18,7 @@ from ..errors import UserError
 from ..media import format_parameters, open_user_image, save_png
 from ..models.diffusion import SdModels
 from . import sd_common as common
-from .base import Progress, Result, RunContext, round_size
+from .base import Progress, Result, RunContext, keep_input, round_size
 
 MODE = "diffusion"
 TITLE = "Stable Diffusion"
@@ -164,24 +163,18 @@ def _call_kwargs(spec: DiffusionSpec, seeds: list[int], init) -> dict:
     return kwargs
 
 
+def keep_inputs(spec: DiffusionSpec, folder) -> DiffusionSpec:
+    """Copy the init image into inputs/ as given; the spec then points at the copy."""
+    if not spec.init_image:
+        return spec
+    return dataclasses.replace(spec, init_image=keep_input(spec.init_image, folder, "init-image"))
+
+
 def _store_init_image(spec: DiffusionSpec, ctx: RunContext):
-    """Copy the init image into inputs/ as given, and fit it to the run's size."""
+    """The init image (already kept in inputs/), fitted to the run's size."""
     from PIL import Image
 
-    source = open_user_image(spec.init_image, "init image")
-    copy = ctx.inputs_dir / f"init-image{_suffix(spec.init_image)}"
-    try:
-        if not copy.exists():
-            shutil.copyfile(spec.init_image, copy)
-    except shutil.SameFileError:
-        pass
-    return source.resize(tuple(spec.size), Image.LANCZOS)
-
-
-def _suffix(path: str) -> str:
-    from pathlib import Path
-
-    return Path(path).suffix.lower() or ".png"
+    return open_user_image(spec.init_image, "init image").resize(tuple(spec.size), Image.LANCZOS)
 
 
 def _finish(spec: DiffusionSpec, models: SdModels, ctx: RunContext, images, step: int,

@@ -37,7 +37,7 @@ from ..vqgan.optimisers import OPTIMISERS, canonical_optimiser, make_optimiser
 from ..vqgan.schedule import split_stages, stage_at
 from ..vqgan.starts import INIT_NOISES, start_latent
 from ..vqgan.synthesis import Synthesiser, to_image
-from .base import Progress, Result, RunContext, round_size
+from .base import Progress, Result, RunContext, keep_input, round_size
 
 MODE = "vqgan"
 TITLE = "VQGAN+CLIP"
@@ -302,10 +302,9 @@ class Optimisation:
 
 
 def generate(spec: VqganSpec, models: VqganModels, ctx: RunContext) -> Iterator[Progress | Result]:
-    # 1. Seed, and keep copies of the given images in inputs/
+    # 1. Seed (the given images are already in inputs/: the job layer called keep_inputs)
     torch.manual_seed(spec.seed)
     generator = torch.Generator().manual_seed(spec.seed)
-    spec = copy_inputs(spec, ctx)
     # 2. Targets, start latent and optimiser
     opt = build_optimisation(spec, models, ctx.device, generator)
     # 3. Iterate
@@ -325,19 +324,15 @@ def generate(spec: VqganSpec, models: VqganModels, ctx: RunContext) -> Iterator[
     with torch.no_grad(), opt.autocast:
         final = to_image(opt.synth(opt.z))
     state = continuation.make_state(opt.z, opt.optimiser, spec.optimiser, done, models.vqgan_name)
-    yield Result([final], details=_result_details(spec, opt, ctx), parameters=_parameters(spec, models),
+    yield Result([final], details=_result_details(opt), parameters=_parameters(spec, models),
                  state=state)
 
 
-def copy_inputs(spec: VqganSpec, ctx: RunContext) -> VqganSpec:
+def keep_inputs(spec: VqganSpec, folder: Path) -> VqganSpec:
     """Copy the init image and image prompts into inputs/; the spec then points at the copies."""
-    def keep(source: str, name: str) -> str:
-        target = ctx.inputs_dir / f"{name}{Path(source).suffix.lower()}"
-        shutil.copyfile(source, target)
-        return str(target)
-
-    init = keep(spec.init_image, "init-image") if spec.init_image else None
-    prompts = [{**item, "path": keep(item["path"], f"image-prompt-{i}")} for i, item in enumerate(spec.image_prompts)]
+    init = keep_input(spec.init_image, folder, "init-image") if spec.init_image else None
+    prompts = [{**item, "path": keep_input(item["path"], folder, f"image-prompt-{i}")}
+               for i, item in enumerate(spec.image_prompts)]
     return dataclasses.replace(spec, init_image=init, image_prompts=prompts)
 
 
@@ -462,12 +457,9 @@ def animate(opt: Optimisation, image: torch.Tensor) -> None:
     opt.optimiser.state.clear()
 
 
-def _result_details(spec: VqganSpec, opt: Optimisation, ctx: RunContext) -> dict:
-    """What goes into details.json at the end: notes, and params pointing at the inputs/ copies."""
-    details = {**opt.notes, "params": spec.to_params()}
-    if spec.init_image or spec.image_prompts:
-        details["inputs"] = sorted(p.name for p in ctx.inputs_dir.iterdir())
-    return details
+def _result_details(opt: Optimisation) -> dict:
+    """What goes into details.json at the end: the notes of the optimisation (e.g. resizing)."""
+    return dict(opt.notes)
 
 
 def _parameters(spec: VqganSpec, models: VqganModels) -> str:
