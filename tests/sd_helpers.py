@@ -66,3 +66,26 @@ def run_engine(mode: str, output_dir: Path, **params):
 def pixels(path: Path) -> np.ndarray:
     with Image.open(path) as image:
         return np.asarray(image.convert("RGB")).astype(np.int16)
+
+
+@functools.lru_cache(maxsize=1)
+def tiny_lora() -> Path:
+    """A LoRA for the tiny UNet's attention projections (random, non-zero lora_B), in diffusers' format.
+
+    Written with ``save_lora_weights``, the format ``load_lora_weights`` reads; seeded, so always the same.
+    """
+    import torch
+    from diffusers import StableDiffusionPipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    tiny_models()
+    pipe = build_tiny_pipeline(sd_common.tokenizer_cache(), seed=0)
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        pipe.unet.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights=False,
+                                         target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    folder = sd_common.loras_dir()
+    StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=get_peft_model_state_dict(pipe.unet),
+                                              weight_name="tiny-lora.safetensors")
+    return folder / "tiny-lora.safetensors"

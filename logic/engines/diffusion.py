@@ -16,7 +16,7 @@ import torch
 
 from .. import settings
 from ..errors import UserError
-from ..media import format_parameters, open_user_image, save_png
+from ..media import format_parameters, open_user_image, quote_value as media_quote, save_png
 from ..models.diffusion import SdModels
 from . import sd_common as common
 from .base import Progress, Result, RunContext, round_size
@@ -109,6 +109,7 @@ def load_models(spec: DiffusionSpec, device: str, report=lambda message: None) -
 # 3. Adjust to the models -------------------------------------------------------------------------
 
 def prepare(spec: DiffusionSpec, models: SdModels) -> DiffusionSpec:
+    common.use_loras(spec, models)
     return round_size(spec, models.vae_scale_factor)
 
 
@@ -212,13 +213,8 @@ def parameters(spec: DiffusionSpec, models: SdModels, seed: int) -> str:
     if spec.init_image:
         extras["Denoising strength"] = spec.strength
     if models.loras:
-        extras["Lora"] = "; ".join(f"{_name(p)}:{w}" for p, w in models.loras)
+        extras["Lora"] = "; ".join(f"{lora['name']}:{lora['weight']:g}" for lora in models.loras)
+        extras["Lora hashes"] = media_quote(", ".join(f"{lora['name']}: {lora['hash']}" for lora in models.loras))
     return format_parameters(spec.prompt, spec.negative, Steps=spec.steps, Sampler=spec.scheduler,
                              **{"CFG scale": spec.cfg}, Seed=seed, Size=f"{spec.size[0]}x{spec.size[1]}",
                              **{"Model hash": models.model_hash}, Model=models.source.name, **extras)
-
-
-def _name(path: str) -> str:
-    from pathlib import Path
-
-    return Path(path).stem

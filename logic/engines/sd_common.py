@@ -145,8 +145,12 @@ def model_token(model: str) -> str | None:
 # 2. Loading ------------------------------------------------------------------------------------------
 
 def model_key(spec, device: str) -> tuple:
-    """Equal for both SD modes with the same model, LoRAs and memory settings: the cache reuses it."""
-    return ("stable-diffusion", spec.model, tuple(spec.lora), spec.precision, spec.memory, device)
+    """Equal for both SD modes with the same model and memory settings: the cache reuses it.
+
+    LoRAs are not part of the key: they are set on the cached model for each run (``use_loras``),
+    so switching LoRAs does not reload the model.
+    """
+    return ("stable-diffusion", spec.model, spec.precision, spec.memory, device)
 
 
 def load_models(spec, device: str, report=lambda message: None) -> sd.SdModels:
@@ -159,10 +163,14 @@ def load_models(spec, device: str, report=lambda message: None) -> sd.SdModels:
     else:
         source = sd.resolve_model(spec.model, models_dir())
     plan = sd.memory_plan(device, spec.precision, spec.memory)
-    loras = [sd.parse_lora(item, loras_dir()) for item in spec.lora]
-    models = sd.load_sd(source, device, plan, tokenizer_cache(), loras, report)
+    models = sd.load_sd(source, device, plan, tokenizer_cache(), report)
     models.demo = spec.model == DEMO_MODEL
     return models
+
+
+def use_loras(spec, models: sd.SdModels) -> None:
+    """This run's LoRAs on the (possibly cached) model; the last run's are taken off first."""
+    sd.set_loras(models, [sd.parse_lora(item, loras_dir()) for item in spec.lora])
 
 
 def describe_model(spec, models: sd.SdModels) -> dict:
@@ -170,7 +178,7 @@ def describe_model(spec, models: sd.SdModels) -> dict:
     return {
         "model": {"name": source.name, "kind": source.kind, "location": source.location,
                   "hash": models.model_hash, "token": source.token, "base": source.sidecar.get("base"),
-                  "loras": [{"path": p, "weight": w} for p, w in models.loras]},
+                  "loras": [dict(lora) for lora in models.loras]},
         "memory": {"dtype": models.plan.dtype, "attention_slicing": models.plan.attention_slicing,
                    "vae_tiling": models.plan.vae_tiling, "cpu_offload": models.plan.cpu_offload,
                    "reason": models.plan.reason},

@@ -1,0 +1,56 @@
+"""Stable Diffusion extras on tiny models: LoRA, the tiny preview decoder, the real safety checker."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from logic import media, runs
+from logic.engines import diffusion as engine
+from logic.errors import UserError
+
+from sd_helpers import BASE, pixels, run_engine, tiny_lora, tiny_models
+
+PLAIN = {**BASE, "preview_every": 0, "seed": 4}
+
+
+# LoRA ----------------------------------------------------------------------------------------------
+
+def test_lora_changes_the_image_is_recorded_and_does_not_leak(output_dir):
+    lora = tiny_lora()
+    plain, _ = run_engine("diffusion", output_dir, **PLAIN)
+    with_lora, state = run_engine("diffusion", output_dir, **PLAIN, lora=["tiny-lora:0.8"])
+    assert state.status == runs.DONE, state.error
+    zero, _ = run_engine("diffusion", output_dir, **PLAIN, lora=["tiny-lora:0"])
+    plain_again, _ = run_engine("diffusion", output_dir, **PLAIN)  # after a LoRA run, on the same cache
+    first = pixels(plain.file("output.png"))
+    assert not np.array_equal(first, pixels(with_lora.file("output.png")))
+    assert np.abs(first - pixels(zero.file("output.png"))).max() <= 1
+    assert np.array_equal(first, pixels(plain_again.file("output.png")))
+    sha = hashlib.sha256(lora.read_bytes()).hexdigest()
+    [record] = with_lora.details["model"]["loras"]
+    assert (record["name"], record["weight"], record["hash"]) == ("tiny-lora", 0.8, sha[:12])
+    parsed = media.parse_parameters(media.read_png_parameters(with_lora.file("output.png")))
+    assert parsed["Lora hashes"] == f"tiny-lora: {sha[:12]}" and parsed["Lora"] == "tiny-lora:0.8"
+    assert "Lora" not in media.parse_parameters(media.read_png_parameters(plain.file("output.png")))
+
+
+def test_lora_by_path_with_weight(output_dir):
+    lora = tiny_lora()
+    spec = engine.build_spec({**PLAIN, "lora": [f"{lora}:0.5"]})
+    assert spec.lora == [f"{lora}:0.5"]
+
+
+@pytest.mark.parametrize("item, words", [
+    ("missing-lora", "The LoRA missing-lora was not found"),
+    ("missing-lora:0.7", "The LoRA missing-lora was not found"),
+    ("tiny-lora:lots", "The LoRA weight lots"),
+])
+def test_bad_lora_is_one_sentence_before_any_folder(output_dir, item, words):
+    tiny_lora()
+    with pytest.raises(UserError) as caught:
+        engine.build_spec({**PLAIN, "lora": [item]})
+    assert words in str(caught.value) and "\n" not in str(caught.value)
+    assert not any(output_dir.iterdir())
