@@ -89,3 +89,36 @@ def tiny_lora() -> Path:
     StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=get_peft_model_state_dict(pipe.unet),
                                               weight_name="tiny-lora.safetensors")
     return folder / "tiny-lora.safetensors"
+
+
+def tiny_taesd(name: str = "tiny-taesd") -> Path:
+    """A tiny random AutoencoderTiny (TAESD layout: 3 upsamplings, 8x) as a diffusers folder in assets/models/."""
+    import torch
+    from diffusers import AutoencoderTiny
+
+    folder = settings.assets_dir() / "models" / name
+    if not (folder / "config.json").is_file():
+        with torch.random.fork_rng():
+            torch.manual_seed(2)
+            decoder = AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
+                                      num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1))
+        decoder.save_pretrained(folder)
+    return folder
+
+
+def previews(spec_params: dict) -> list:
+    """The preview images a run yields, straight from the engine (models from the shared cache)."""
+    import threading
+
+    from logic.engines import diffusion
+    from logic.engines.base import Progress, RunContext
+
+    tiny_models()
+    spec = diffusion.build_spec(spec_params)
+    models, _ = CACHE.get(diffusion.model_key(spec, "cpu"), lambda: diffusion.load_models(spec, "cpu"))
+    spec = diffusion.prepare(spec, models)
+    import tempfile
+
+    ctx = RunContext(Path(tempfile.mkdtemp()), "cpu", threading.Event())
+    events = list(diffusion.generate(spec, models, ctx))
+    return [e.image for e in events if isinstance(e, Progress) and e.image is not None][:-1]  # last: the result

@@ -54,3 +54,35 @@ def test_bad_lora_is_one_sentence_before_any_folder(output_dir, item, words):
         engine.build_spec({**PLAIN, "lora": [item]})
     assert words in str(caught.value) and "\n" not in str(caught.value)
     assert not any(output_dir.iterdir())
+
+
+# Tiny decoder previews ------------------------------------------------------------------------------
+
+def test_tiny_decoder_previews_are_used_when_present_and_recorded(output_dir):
+    from sd_helpers import previews, tiny_taesd
+
+    folder = tiny_taesd()
+    params = {**BASE, "seed": 2, "size": [48, 32], "preview_every": 1}
+    decoded = previews({**params, "preview_decoder": "tiny-taesd"})
+    linear = previews({**params, "preview_decoder": None})
+    assert len(decoded) == len(linear) == 2
+    for fast, rough in zip(decoded, linear):
+        assert fast.size == rough.size == (48, 32)
+        assert not np.array_equal(np.asarray(fast), np.asarray(rough))
+    run, state = run_engine("diffusion", output_dir, **params, preview_decoder=str(folder))
+    assert state.status == runs.DONE, state.error
+    assert run.details["preview"] == {"method": "tiny decoder", "decoder": str(folder.resolve())}
+    assert run.details["frames"] == 3
+
+
+def test_previews_fall_back_to_the_linear_map_without_a_decoder(output_dir):
+    run, state = run_engine("diffusion", output_dir, **BASE, seed=2, preview_decoder="no-such-taesd")
+    assert state.status == runs.DONE, state.error
+    assert run.details["preview"] == {"method": "linear", "decoder": None}
+
+
+def test_a_folder_that_is_not_a_tiny_decoder_is_one_sentence(output_dir):
+    models = tiny_models()
+    with pytest.raises(UserError) as caught:
+        engine.build_spec({**BASE, "preview_decoder": str(models["folder"])})
+    assert "AutoencoderTiny" in str(caught.value) and "\n" not in str(caught.value)

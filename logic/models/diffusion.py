@@ -330,6 +330,7 @@ class SdModels:
     loras: list[dict] = field(default_factory=list)   # {name, path, weight, hash}, set per run
     safety_checker: Any = None            # callable(images) -> list[bool], or None
     demo: bool = False
+    preview_decoders: dict = field(default_factory=dict)   # folder -> AutoencoderTiny, loaded on first use
     _img2img: Any = None
 
     @property
