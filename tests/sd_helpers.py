@@ -122,3 +122,31 @@ def previews(spec_params: dict) -> list:
     ctx = RunContext(Path(tempfile.mkdtemp()), "cpu", threading.Event())
     events = list(diffusion.generate(spec, models, ctx))
     return [e.image for e in events if isinstance(e, Progress) and e.image is not None][:-1]  # last: the result
+
+
+@functools.lru_cache(maxsize=1)
+def tiny_safe_model() -> Path:
+    """The tiny model with a real (tiny) ``StableDiffusionSafetyChecker`` + CLIPImageProcessor, as a
+    diffusers folder ``assets/models/tiny-safe``; its concept thresholds are far below any cosine
+    similarity, so it flags every image."""
+    import torch
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig, CLIPImageProcessor
+
+    tiny_models()
+    config = CLIPConfig(text_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, projection_dim=16),
+                        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                           num_attention_heads=2, image_size=32, patch_size=8, projection_dim=16),
+                        projection_dim=16)
+    with torch.random.fork_rng():
+        torch.manual_seed(3)
+        checker = StableDiffusionSafetyChecker(config).eval()
+    with torch.no_grad():
+        checker.concept_embeds_weights.fill_(-10.0)   # cosine scores are >= -1: every image is flagged
+        checker.special_care_embeds_weights.fill_(-10.0)
+    pipe = build_tiny_pipeline(sd_common.tokenizer_cache(), seed=0)
+    pipe.register_modules(safety_checker=checker, feature_extractor=CLIPImageProcessor(size={"shortest_edge": 32},
+                                                                                     crop_size=32))
+    pipe.register_to_config(requires_safety_checker=True)
+    return save_folder(pipe, settings.assets_dir() / "models" / "tiny-safe")

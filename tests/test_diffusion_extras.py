@@ -86,3 +86,23 @@ def test_a_folder_that_is_not_a_tiny_decoder_is_one_sentence(output_dir):
     with pytest.raises(UserError) as caught:
         engine.build_spec({**BASE, "preview_decoder": str(models["folder"])})
     assert "AutoencoderTiny" in str(caught.value) and "\n" not in str(caught.value)
+
+
+# The real safety checker ---------------------------------------------------------------------------
+
+def test_real_safety_checker_flags_into_a_placeholder_and_no_safety_keeps_the_image(output_dir):
+    from sd_helpers import tiny_safe_model
+
+    tiny_safe_model()
+    params = {**PLAIN, "model": "tiny-safe"}
+    checked, state = run_engine("diffusion", output_dir, **params)
+    assert state.status == runs.DONE, state.error
+    assert checked.details["safety_checker"] == "on"
+    assert "flagged by the safety checker" in checked.details["safety"] and "seed 4" in checked.details["safety"]
+    assert [r["safety_replaced"] for r in checked.details["images"]] == [True]
+    image = pixels(checked.file("output.png"))
+    assert image[16, 16].tolist() == [96, 96, 96] and image.max() > 0  # the placeholder, never a black square
+    kept, state = run_engine("diffusion", output_dir, **params, safety=False)
+    plain, _ = run_engine("diffusion", output_dir, **PLAIN)  # the same weights without a checker
+    assert kept.details["safety_checker"] == "off" and kept.details["safety"] is None
+    assert np.array_equal(pixels(kept.file("output.png")), pixels(plain.file("output.png")))

@@ -364,6 +364,8 @@ def load_sd(source: ModelSource, device: str, plan: MemoryPlan, tokenizer_cache:
                                                           prediction_type=source.sidecar["prediction_type"])
     report("Placing the model…")
     place_pipeline(pipe, device, plan)
+    if checker is not None and not plan.cpu_offload:
+        checker.checker.to(device)  # no longer a pipeline component, so pipe.to() does not move it
     pipe.set_progress_bar_config(disable=True)
     model_hash = short_hash(Path(source.location)) if source.kind != "hub" else _hub_revision(pipe)
     return SdModels(pipe, source, plan, device, model_hash, [], checker)
