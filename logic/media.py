@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from pathlib import Path
 from typing import Iterable
 
@@ -125,6 +127,17 @@ def format_parameters(prompt: str, negative: str = "", **settings) -> str:
     return "\n".join(lines)
 
 
+def quote_value(text: str) -> str:
+    """A1111's quoting: a value holding ',', ':' or a newline is written as a JSON string."""
+    if not any(mark in text for mark in (",", ":", "\n")):
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+# 'Key: value' pairs; a value is a JSON string (may hold ', ') or runs to the next ', '.
+_PAIR = re.compile(r'\s*([^:,]+):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
+
+
 def parse_parameters(text: str) -> dict:
     """Parse the 'parameters' text back into prompt, negative prompt and settings."""
     lines = text.split("\n")
@@ -133,10 +146,18 @@ def parse_parameters(text: str) -> dict:
         if line.startswith("Negative prompt: "):
             result["negative"] = line[len("Negative prompt: "):]
         elif ": " in line:
-            for pair in line.split(", "):
-                key, _, value = pair.partition(": ")
-                result[key] = value
+            for key, value in _PAIR.findall(line):
+                result[key.strip()] = _unquote(value.strip())
     return result
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
 
 
 def save_thumbnail(image: Image.Image, path: Path | str, size: int = THUMB_SIZE) -> None:

@@ -2,7 +2,8 @@
 
 Each image of a batch has its own seed (``seed + index``, recorded) drawn from its own CPU
 ``torch.Generator``, so image *i* of a batch is the image a single run with that seed makes, on any
-device. Previews come from the latents through a fixed linear map, every ``preview_every`` steps.
+device. Previews come every ``preview_every`` steps from the latents: through a tiny decoder (TAESD, a
+diffusers ``AutoencoderTiny``) when one is installed, else through a fixed linear map.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 
 from .. import settings
 from ..errors import UserError
-from ..media import format_parameters, open_user_image, save_png
+from ..media import format_parameters, open_user_image, quote_value as media_quote, save_png
 from ..models.diffusion import SdModels
 from . import sd_common as common
 from .base import Progress, Result, RunContext, keep_input, round_size
@@ -42,6 +43,7 @@ class DiffusionSpec:
     batch_count: int = 1
     scheduler: str = "DPM++ 2M Karras"
     preview_every: int = 1
+    preview_decoder: str | None = "taesd"   # AutoencoderTiny folder (assets/models/ or a path); else linear
     fps: float = 10.0
     precision: str = "auto"
     memory: str = "auto"
@@ -78,6 +80,7 @@ def build_spec(params: dict) -> DiffusionSpec:
             raise UserError(f"The {name.replace('_', ' ')} must be a whole number from 1 to 64, not {value}.")
     if isinstance(spec.preview_every, bool) or not isinstance(spec.preview_every, int) or spec.preview_every < 0:
         raise UserError(f"--preview-every must be 0 (no previews) or a number of steps, not {spec.preview_every}.")
+    common.find_preview_decoder(spec.preview_decoder)
     if spec.init_image:
         _check_init(spec)
     spec.seed = common.check_seed(spec.seed)
@@ -108,6 +111,7 @@ def load_models(spec: DiffusionSpec, device: str, report=lambda message: None) -
 # 3. Adjust to the models -------------------------------------------------------------------------
 
 def prepare(spec: DiffusionSpec, models: SdModels) -> DiffusionSpec:
+    common.use_loras(spec, models)
     return round_size(spec, models.vae_scale_factor)
 
 
@@ -115,6 +119,7 @@ def describe(spec: DiffusionSpec, models: SdModels) -> dict:
     return {**common.describe_model(spec, models), "seed": spec.seed, "seeds": spec.seeds, "size": spec.size,
             "prompt_used": spec.prompt, "negative_used": spec.negative, "sampler": spec.scheduler,
             "kind": "img2img" if spec.init_image else "txt2img",
+            "preview": common.preview_method(spec, common.find_preview_decoder(spec.preview_decoder)),
             "safety_checker": common.safety_status(models.safety_checker, spec.safety)}
 
 
@@ -125,6 +130,8 @@ def generate(spec: DiffusionSpec, models: SdModels, ctx: RunContext) -> Iterator
     common.use_scheduler(models, spec.scheduler)
     init = _store_init_image(spec, ctx) if spec.init_image else None
     pipe = models.img2img if init is not None else models.pipe
+    decoder = common.preview_decoder(models, common.find_preview_decoder(spec.preview_decoder)) \
+        if spec.preview_every else None
     # 4.2 Batches, each image with its own generator
     seeds, images, done, total = spec.seeds, [], 0, spec.steps * spec.batch_count
     for batch in range(spec.batch_count):
@@ -136,7 +143,7 @@ def generate(spec: DiffusionSpec, models: SdModels, ctx: RunContext) -> Iterator
                                             lambda step: _wants_preview(spec, step)):
             if isinstance(event, common.StepEvent):
                 total = event.total * spec.batch_count
-                preview = common.latents_to_preview(event.latents, tuple(spec.size)) \
+                preview = common.latents_to_preview(event.latents, tuple(spec.size), decoder) \
                     if event.latents is not None else None
                 yield Progress(done + event.step, total, image=preview, frame=preview is not None,
                                message=f"Batch {batch + 1} of {spec.batch_count}" if spec.batch_count > 1 else "")
@@ -205,13 +212,8 @@ def parameters(spec: DiffusionSpec, models: SdModels, seed: int) -> str:
     if spec.init_image:
         extras["Denoising strength"] = spec.strength
     if models.loras:
-        extras["Lora"] = "; ".join(f"{_name(p)}:{w}" for p, w in models.loras)
+        extras["Lora"] = "; ".join(f"{lora['name']}:{lora['weight']:g}" for lora in models.loras)
+        extras["Lora hashes"] = media_quote(", ".join(f"{lora['name']}: {lora['hash']}" for lora in models.loras))
     return format_parameters(spec.prompt, spec.negative, Steps=spec.steps, Sampler=spec.scheduler,
                              **{"CFG scale": spec.cfg}, Seed=seed, Size=f"{spec.size[0]}x{spec.size[1]}",
                              **{"Model hash": models.model_hash}, Model=models.source.name, **extras)
-
-
-def _name(path: str) -> str:
-    from pathlib import Path
-
-    return Path(path).stem

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 import queue
 import random
 import re
@@ -145,8 +146,12 @@ def model_token(model: str) -> str | None:
 # 2. Loading ------------------------------------------------------------------------------------------
 
 def model_key(spec, device: str) -> tuple:
-    """Equal for both SD modes with the same model, LoRAs and memory settings: the cache reuses it."""
-    return ("stable-diffusion", spec.model, tuple(spec.lora), spec.precision, spec.memory, device)
+    """Equal for both SD modes with the same model and memory settings: the cache reuses it.
+
+    LoRAs are not part of the key: they are set on the cached model for each run (``use_loras``),
+    so switching LoRAs does not reload the model.
+    """
+    return ("stable-diffusion", spec.model, spec.precision, spec.memory, device)
 
 
 def load_models(spec, device: str, report=lambda message: None) -> sd.SdModels:
@@ -159,10 +164,14 @@ def load_models(spec, device: str, report=lambda message: None) -> sd.SdModels:
     else:
         source = sd.resolve_model(spec.model, models_dir())
     plan = sd.memory_plan(device, spec.precision, spec.memory)
-    loras = [sd.parse_lora(item, loras_dir()) for item in spec.lora]
-    models = sd.load_sd(source, device, plan, tokenizer_cache(), loras, report)
+    models = sd.load_sd(source, device, plan, tokenizer_cache(), report)
     models.demo = spec.model == DEMO_MODEL
     return models
+
+
+def use_loras(spec, models: sd.SdModels) -> None:
+    """This run's LoRAs on the (possibly cached) model; the last run's are taken off first."""
+    sd.set_loras(models, [sd.parse_lora(item, loras_dir()) for item in spec.lora])
 
 
 def describe_model(spec, models: sd.SdModels) -> dict:
@@ -170,7 +179,7 @@ def describe_model(spec, models: sd.SdModels) -> dict:
     return {
         "model": {"name": source.name, "kind": source.kind, "location": source.location,
                   "hash": models.model_hash, "token": source.token, "base": source.sidecar.get("base"),
-                  "loras": [{"path": p, "weight": w} for p, w in models.loras]},
+                  "loras": [dict(lora) for lora in models.loras]},
         "memory": {"dtype": models.plan.dtype, "attention_slicing": models.plan.attention_slicing,
                    "vae_tiling": models.plan.vae_tiling, "cpu_offload": models.plan.cpu_offload,
                    "reason": models.plan.reason},
@@ -241,13 +250,70 @@ LATENT_RGB = torch.tensor([[0.3512, 0.2297, 0.3227],
                            [0.3250, 0.4974, 0.2350],
                            [-0.2829, 0.1762, 0.2721],
                            [-0.2120, -0.2616, -0.7177]])
+LINEAR_PREVIEW = "linear"
+TINY_DECODER_PREVIEW = "tiny decoder"
 
 
-def latents_to_preview(latents: torch.Tensor, size: tuple[int, int]) -> Image.Image:
-    """(1, 4, h, w) latents -> an RGB image of ``size``: cheap, rough, good enough to watch."""
+def latents_to_preview(latents: torch.Tensor, size: tuple[int, int], decoder=None) -> Image.Image:
+    """(1, 4, h, w) latents -> an RGB image of ``size``: the tiny decoder's image when one is given,
+    else the linear map (cheap, rough, good enough to watch)."""
+    if decoder is not None:
+        return _decode_preview(latents, size, decoder)
     rgb = torch.einsum("chw,cr->rhw", latents[0].float().cpu(), LATENT_RGB)
     array = ((rgb + 1) / 2).clamp(0, 1).mul(255).byte().permute(1, 2, 0).numpy()
     return Image.fromarray(array).resize(size, Image.BILINEAR)
+
+
+def _decode_preview(latents: torch.Tensor, size: tuple[int, int], decoder) -> Image.Image:
+    """TAESD (Bohan Ollin Boer, 2023): a distilled VAE decoder that reads the UNet's scaled latents as they are."""
+    parameter = next(decoder.parameters())
+    with torch.no_grad():
+        rgb = decoder.decode(latents.to(parameter.device, parameter.dtype)).sample[0]
+    array = ((rgb.float().cpu() + 1) / 2).clamp(0, 1).mul(255).byte().permute(1, 2, 0).numpy()
+    image = Image.fromarray(array)
+    return image if image.size == tuple(size) else image.resize(size, Image.BILINEAR)
+
+
+def find_preview_decoder(setting: str | None) -> Path | None:
+    """The tiny decoder folder a setting names (a path, or a folder in assets/models/), when it is there.
+
+    Not there -> None (previews use the linear map). There but not an AutoencoderTiny -> one sentence.
+    """
+    if not setting:
+        return None
+    for folder in (Path(str(setting)).expanduser(), models_dir() / str(setting)):
+        if folder.is_dir():
+            break
+    else:
+        return None
+    config = folder / "config.json"
+    class_name = json.loads(config.read_text(encoding="utf-8")).get("_class_name") if config.is_file() else None
+    if class_name != "AutoencoderTiny":
+        raise UserError(f"The preview decoder folder {folder} does not hold a diffusers AutoencoderTiny "
+                        "(TAESD, e.g. madebyollin/taesd): put one there or set diffusion.preview_decoder to null.")
+    return folder.resolve()
+
+
+def preview_decoder(models: sd.SdModels, folder: Path | None):
+    """The AutoencoderTiny in ``folder`` on the model's device and dtype, loaded once per model."""
+    if folder is None:
+        return None
+    key = str(folder)
+    if key not in models.preview_decoders:
+        from diffusers import AutoencoderTiny
+
+        decoder = AutoencoderTiny.from_pretrained(key, torch_dtype=models.plan.torch_dtype, local_files_only=True)
+        models.preview_decoders[key] = decoder.to(models.device).eval()
+    return models.preview_decoders[key]
+
+
+def preview_method(spec, folder: Path | None) -> dict:
+    """What details.json says about the previews."""
+    if spec.preview_every == 0:
+        return {"method": "none"}
+    if folder is None:
+        return {"method": LINEAR_PREVIEW, "decoder": None}
+    return {"method": TINY_DECODER_PREVIEW, "decoder": str(folder)}
 
 
 # 4. Safety -------------------------------------------------------------------------------------------

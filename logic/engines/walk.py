@@ -119,6 +119,7 @@ def load_models(spec: WalkSpec, device: str, report=lambda message: None) -> SdM
 
 
 def prepare(spec: WalkSpec, models: SdModels) -> WalkSpec:
+    common.use_loras(spec, models)
     return round_size(spec, models.vae_scale_factor)
 
 

@@ -19,6 +19,7 @@ Loading only: the engines get a ready ``SdModels`` and never touch files.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import json
@@ -153,11 +154,37 @@ def parse_lora(text: str, loras_dir: Path) -> tuple[Path, float]:
     head, sep, tail = text.rpartition(":")
     if sep and head and re.fullmatch(r"-?\d+(\.\d+)?", tail):
         path_text, weight = head, float(tail)
-    path = Path(path_text).expanduser()
-    for candidate in (path, loras_dir / path_text, loras_dir / (path_text + ".safetensors")):
+    elif sep and head and _find_lora(head, loras_dir) is not None:
+        raise UserError(f"The LoRA weight {tail} is not a number: write the weight after the name, "
+                        f"e.g. {Path(head).stem}:0.8.")
+    found = _find_lora(path_text, loras_dir)
+    if found is None:
+        raise UserError(f"The LoRA {path_text} was not found (looked in {loras_dir}): "
+                        "put the .safetensors file there.")
+    return found, weight
+
+
+def _find_lora(path_text: str, loras_dir: Path) -> Path | None:
+    for candidate in (Path(path_text).expanduser(), loras_dir / path_text, loras_dir / (path_text + ".safetensors")):
         if candidate.is_file():
-            return candidate.resolve(), weight
-    raise UserError(f"The LoRA {path_text} was not found (looked in {loras_dir}): put the .safetensors file there.")
+            return candidate.resolve()
+    return None
+
+
+def file_sha256(path: Path, length: int = 12) -> str:
+    """The start of the file's SHA-256: the short hash A1111 writes as "Lora hashes" (and sites search by)."""
+    path = Path(path)
+    stat = path.stat()
+    return _sha256_of(str(path), stat.st_size, stat.st_mtime_ns)[:length]
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_of(path: str, _size: int, _mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def short_hash(path: Path, chunk: int = 1 << 20) -> str:
@@ -300,9 +327,10 @@ class SdModels:
     plan: MemoryPlan
     device: str
     model_hash: str | None = None
-    loras: list[tuple[str, float]] = field(default_factory=list)
+    loras: list[dict] = field(default_factory=list)   # {name, path, weight, hash}, set per run
     safety_checker: Any = None            # callable(images) -> list[bool], or None
     demo: bool = False
+    preview_decoders: dict = field(default_factory=dict)   # folder -> AutoencoderTiny, loaded on first use
     _img2img: Any = None
 
     @property
@@ -320,8 +348,8 @@ class SdModels:
 
 
 def load_sd(source: ModelSource, device: str, plan: MemoryPlan, tokenizer_cache: Path,
-            loras: list[tuple[Path, float]] = (), report: Callable[[str], None] = lambda m: None) -> SdModels:
-    """Load a model the way its source asks, then place it per ``plan`` and attach LoRAs."""
+            report: Callable[[str], None] = lambda m: None) -> SdModels:
+    """Load a model the way its source asks and place it per ``plan`` (LoRAs come per run: ``set_loras``)."""
     dtype = plan.torch_dtype
     if source.kind == "file":
         report(f"Loading {source.name} (single file)…")
@@ -334,12 +362,13 @@ def load_sd(source: ModelSource, device: str, plan: MemoryPlan, tokenizer_cache:
     if source.sidecar.get("prediction_type"):
         pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config,
                                                           prediction_type=source.sidecar["prediction_type"])
-    report("Applying LoRA weights…" if loras else "Placing the model…")
-    applied = apply_loras(pipe, loras)
+    report("Placing the model…")
     place_pipeline(pipe, device, plan)
+    if checker is not None and not plan.cpu_offload:
+        checker.checker.to(device)  # no longer a pipeline component, so pipe.to() does not move it
     pipe.set_progress_bar_config(disable=True)
     model_hash = short_hash(Path(source.location)) if source.kind != "hub" else _hub_revision(pipe)
-    return SdModels(pipe, source, plan, device, model_hash, applied, checker)
+    return SdModels(pipe, source, plan, device, model_hash, [], checker)
 
 
 def _from_pretrained(source: ModelSource, dtype: torch.dtype):
@@ -405,22 +434,34 @@ def place_pipeline(pipe, device: str, plan: MemoryPlan) -> None:
         pipe.vae.enable_tiling()
 
 
-def apply_loras(pipe, loras) -> list[tuple[str, float]]:
-    """Load LoRA files (diffusers/kohya formats) as named adapters with their weights."""
-    names, weights, applied = [], [], []
-    for index, (path, weight) in enumerate(loras):
-        name = f"lora{index}"
-        try:
-            pipe.load_lora_weights(str(Path(path).parent), weight_name=Path(path).name, adapter_name=name)
-        except (ValueError, KeyError, RuntimeError, OSError) as exc:
-            raise UserError(f"The LoRA {Path(path).name} does not fit this model ({_first_line(exc)}): "
-                            "use a LoRA trained for the same base model.") from None
-        names.append(name)
-        weights.append(float(weight))
-        applied.append((str(path), float(weight)))
+def set_loras(models: SdModels, loras: list[tuple[Path, float]]) -> None:
+    """Make ``loras`` the model's LoRAs (diffusers/kohya formats), as named adapters with their weights.
+
+    The cached model outlives a run, so the previous run's LoRAs are unloaded first (the adapters
+    are removed, not fused: the base weights are never changed, so a plain run after a LoRA run is
+    the same as before it).
+    """
+    wanted = [{"name": Path(p).stem, "path": str(p), "weight": float(w), "hash": file_sha256(p)} for p, w in loras]
+    if wanted == models.loras:
+        return
+    if models.loras:
+        models.pipe.unload_lora_weights()
+        models.loras = []
+    names = [f"lora{index}" for index in range(len(wanted))]
+    for name, lora in zip(names, wanted):
+        _load_lora(models.pipe, Path(lora["path"]), name)
     if names:
-        pipe.set_adapters(names, adapter_weights=weights)
-    return applied
+        models.pipe.set_adapters(names, adapter_weights=[lora["weight"] for lora in wanted])
+    models.loras = wanted
+
+
+def _load_lora(pipe, path: Path, adapter_name: str) -> None:
+    try:
+        pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=adapter_name)
+    except (ValueError, KeyError, RuntimeError, OSError) as exc:
+        pipe.unload_lora_weights()
+        raise UserError(f"The LoRA {path.name} does not fit this model ({_first_line(exc)}): "
+                        "use a LoRA trained for the same base model.") from None
 
 
 # Single files --------------------------------------------------------------------------------------
