@@ -20,9 +20,14 @@ logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(mes
 logging.getLogger("logic").setLevel(logging.INFO)
 
 
-@st.cache_resource
 def get_worker(device: str) -> jobs.Worker:
-    return jobs.get_worker(device, settings.output_dir())
+    return _worker(device, str(settings.output_dir()))
+
+
+@st.cache_resource
+def _worker(device: str, output_dir: str) -> jobs.Worker:
+    """One worker per device and output folder, shared by every session of this server."""
+    return jobs.get_worker(device, output_dir)
 
 
 def available_modes() -> dict:
