@@ -146,6 +146,14 @@ def cpu_part(size: int, steps: int, order: list[str]) -> list[dict]:
     return rows
 
 
+def median_rows(rows: list[dict]) -> dict[str, dict]:
+    """Per variant, the median first-call and second-call times over its processes."""
+    import statistics
+
+    return {variant: {key: statistics.median(r[key] for r in rows if r["variant"] == variant)
+                      for key in ("first_s", "second_s")} for variant in VARIANTS}
+
+
 def gpu_part(size: int = 512, steps: int = 20) -> list[tuple[str, float]]:
     """it/s at 512x512 fp16: plain, engine, plain + channels_last, plain + torch.compile(unet)."""
     import torch
@@ -175,15 +183,19 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--skip-gpu", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="fresh processes per variant, in rotating order; medians are reported (one process "
+                             "per variant swings by 20%% on a 2-core machine)")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args.child, args.size, args.steps)))
         return
     import torch
 
-    rows = {r["variant"]: r for r in cpu_part(args.size, args.steps, VARIANTS)}
+    rows = median_rows([r for i in range(args.rounds)
+                        for r in cpu_part(args.size, args.steps, VARIANTS[i % 3:] + VARIANTS[:i % 3])])
     print(f"CPU ({torch.get_num_threads()} threads), SD 1.5 full size, random weights, {args.size}x{args.size}, "
-          f"{args.steps} steps, CFG 7, previews every step; one fresh process per variant:\n")
+          f"{args.steps} steps, CFG 7, previews every step; median of {args.rounds} fresh processes per variant:\n")
     print("| variant | first call (s) | second call (s) |\n|---|---|---|")
     for variant in VARIANTS:
         print(f"| {variant} | {rows[variant]['first_s']:.2f} | {rows[variant]['second_s']:.2f} |")
