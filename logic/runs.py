@@ -17,6 +17,7 @@ vqgan-clip-app (``output.PNG`` and a ``details.json`` with ``text_input``).
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -260,10 +261,14 @@ def effective_status(details: dict) -> dict:
     return details
 
 
-def mark_interrupted_runs(output_dir: Path | str) -> list[str]:
-    """Mark runs left queued/running by a process that no longer exists; returns their ids."""
+def mark_interrupted_runs(output_dir: Path | str, newest: int | None = None) -> list[str]:
+    """Mark runs left queued/running by a process that no longer exists; returns their ids.
+
+    ``newest`` limits the look to the newest N folders (a quick check at each CLI start; the app's
+    worker looks at all of them once).
+    """
     marked = []
-    for path in iter_run_dirs(output_dir):
+    for path in itertools.islice(iter_run_dirs(output_dir), newest):
         details = read_details(path)
         if not details or details.get("legacy") or details.get("status") not in ACTIVE:
             continue

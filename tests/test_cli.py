@@ -112,3 +112,16 @@ def test_match_artist_from_the_cli_records_the_match(output_dir):
     unknown = cli("vqgan", "--demo", "--prompt", "x", "--steps", "2", "--match-artist", "--artist", "Nobody",
                   "--output", str(output_dir))
     assert unknown.returncode != 0 and "Nobody" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+def test_a_cli_start_marks_runs_orphaned_by_a_dead_process(output_dir):
+    from logic import runs
+
+    orphan = runs.create_run(output_dir, "vqgan", {"prompt": "left behind"})
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan.update(status=runs.RUNNING, owner={**orphan.details["owner"], "pid": dead.pid})
+    result = cli("vqgan", "--demo", "--prompt", "a fox", "--steps", "1", "--size", "32", "32", "--cutn", "2",
+                 "--output", str(output_dir))
+    assert result.returncode == 0, result.stderr
+    assert runs.read_details(orphan.path)["status"] == runs.INTERRUPTED

@@ -12,6 +12,9 @@ from ..devices import resolve_device
 from ..settings import output_dir as default_output_dir
 
 
+RECENT_RUNS_CHECKED = 200  # at each CLI start, runs left "running" by a dead process among these are marked
+
+
 class ProgressPrinter(threading.Thread):
     """Draws a progress line on stderr from the run's JobState (a bar on a terminal, lines otherwise)."""
 
@@ -63,7 +66,9 @@ def format_seconds(seconds: float) -> str:
 def run_in_foreground(mode: str, params: dict, args, **extra) -> int:
     """Create, run and save one run; prints the run folder as the last line of stdout."""
     device = resolve_device(args.device)  # a missing GPU is bad input: say so before making a folder
-    engine, spec, run = jobs.submit_run(mode, params, args.output or default_output_dir(), **extra)
+    output = args.output or default_output_dir()
+    runs.mark_interrupted_runs(output, newest=RECENT_RUNS_CHECKED)
+    engine, spec, run = jobs.submit_run(mode, params, output, **extra)
     state = jobs.new_state(run)
     printer = ProgressPrinter(state)
     previous = _stop_on_interrupt(state)
