@@ -139,3 +139,45 @@ def test_idle_app_shows_recent_runs_and_points_to_the_gallery(tmp_path, monkeypa
     assert [h.value for h in at.subheader] == ["Recent runs"]
     captions = " ".join(c.value for c in at.caption)
     assert "an old harbour · vqgan · done" in captions and "python gallery.py" in captions
+
+
+def test_vqgan_advanced_settings_from_the_sidebar_reach_the_run():
+    at = AppTest.from_file(APP, default_timeout=180).run()
+    fill_vqgan_form(at, prompt="a garden in spring ^ a garden in winter", steps=4)
+    at.number_input(key="vqgan_story_every").set_value(2)
+    at.selectbox(key="vqgan_optimiser").set_value("AdamW")
+    at.number_input(key="vqgan_tv_weight").set_value(0.5)
+    at.checkbox(key="vqgan_augment").set_value(False)
+    at.number_input(key="vqgan_animate_every").set_value(2)
+    at.number_input(key="vqgan_zoom").set_value(1.05)
+    at.checkbox(key="vqgan_gif").set_value(True)
+    submit(at)
+    assert not at.exception and not at.error
+    wait_until(at, lambda a: len(a.success) > 0)
+    run_dir = Path(next(c.value for c in at.caption if "Run folder" in c.value).split("`")[1])
+    details = runs.read_details(run_dir)
+    params = details["params"]
+    assert (params["optimiser"], params["tv_weight"], params["augment"], params["zoom"]) == ("AdamW", 0.5, False, 1.05)
+    assert params["story_every"] == 2 and len(details["stages"]) == 2
+    assert (run_dir / "anim.gif").is_file() and details["frames"] >= 2
+
+
+def test_a_prompt_walk_from_the_sidebar_makes_keyframes_and_a_video(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATELIER_ASSETS", str(tmp_path / "assets"))
+    at = AppTest.from_file(APP, default_timeout=180).run()
+    at.radio(key="mode").set_value("walk").run()
+    assert at.selectbox(key="walk_model").value == "demo"
+    at.text_area(key="walk_prompts").set_value("a spring garden\na winter garden")
+    at.number_input(key="walk_frames").set_value(3)
+    at.number_input(key="walk_steps").set_value(2)
+    at.number_input(key="walk_width").set_value(64)
+    at.number_input(key="walk_height").set_value(64)
+    next(b for b in at.button if b.key and b.key.startswith("FormSubmitter:walk_form")).click()
+    at.run()
+    assert not at.exception and not at.error
+    wait_until(at, lambda a: len(a.success) > 0)
+    run_dir = Path(next(c.value for c in at.caption if "Run folder" in c.value).split("`")[1])
+    details = runs.read_details(run_dir)
+    assert details["mode"] == "walk" and details["status"] == runs.DONE
+    assert sorted(p.name for p in run_dir.glob("keyframe-*.png")) == ["keyframe-01.png", "keyframe-02.png"]
+    assert (run_dir / "anim.mp4").is_file()
