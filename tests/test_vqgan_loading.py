@@ -130,3 +130,20 @@ def test_truncated_checkpoint_says_download_again(tmp_path):
     path.write_bytes(path.read_bytes()[:300])
     with pytest.raises(UserError, match="download it again"):
         load_checkpoint(path)
+
+
+def test_lightning_hyper_parameters_and_numpy_values_load(tmp_path):
+    import argparse
+
+    import numpy as np
+
+    reference, _ = build_vqgan(tiny_config())
+    files = write_pair(tmp_path, "hparams", tiny_config(), reference.state_dict())
+    checkpoint = torch.load(files.weights, weights_only=False)
+    checkpoint["hparams"] = argparse.Namespace(base_lr=4.5e-6, batch_size=3)
+    checkpoint["metrics"] = {"val/rec_loss": np.float32(0.25), "history": np.arange(4, dtype=np.float64)}
+    torch.save(checkpoint, files.weights)
+
+    loaded = load_checkpoint(files.weights)
+    assert loaded["hparams"].batch_size == 3 and loaded["metrics"]["history"].tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert torch.equal(load_vqgan(files).codebook, reference.codebook)

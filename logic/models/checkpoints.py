@@ -48,17 +48,30 @@ _ALLOWED_CALLABLES: dict[tuple[str, str], Any] = {
 }
 
 
+class AttributeDict(dict):
+    """Stands for Lightning's AttributeDict (hyper-parameters in old checkpoints): a plain dict."""
+
+
 def _fill_optional_allowed() -> None:
+    import argparse
     import codecs
 
     _ALLOWED_CALLABLES[("_codecs", "encode")] = codecs.encode
+    # Hyper-parameter containers of Lightning checkpoints: building them runs no code of the file's.
+    _ALLOWED_CALLABLES[("argparse", "Namespace")] = argparse.Namespace
+    for module in ("pytorch_lightning.utilities.parsing", "lightning_fabric.utilities.data",
+                   "lightning.fabric.utilities.data"):
+        _ALLOWED_CALLABLES[(module, "AttributeDict")] = AttributeDict
     try:
         import numpy as np
 
         _ALLOWED_CALLABLES[("numpy", "dtype")] = np.dtype
-        scalar = getattr(getattr(np, "_core", np.core), "multiarray").scalar
-        _ALLOWED_CALLABLES[("numpy.core.multiarray", "scalar")] = scalar
-        _ALLOWED_CALLABLES[("numpy._core.multiarray", "scalar")] = scalar
+        multiarray = getattr(getattr(np, "_core", np.core), "multiarray")
+        for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+            # Numpy scalars and arrays (e.g. a saved metric): rebuilt from their bytes, no code run.
+            _ALLOWED_CALLABLES[(module, "scalar")] = multiarray.scalar
+            _ALLOWED_CALLABLES[(module, "_reconstruct")] = multiarray._reconstruct
+        _ALLOWED_CALLABLES[("numpy", "ndarray")] = np.ndarray
     except (ImportError, AttributeError):
         pass
 
