@@ -19,7 +19,7 @@ from ..errors import UserError
 from ..media import format_parameters, open_user_image, quote_value as media_quote, save_png
 from ..models.diffusion import SdModels
 from . import sd_common as common
-from .base import Progress, Result, RunContext, keep_input, round_size
+from .base import Progress, Result, RunContext, keep_input
 
 MODE = "diffusion"
 TITLE = "Stable Diffusion"
@@ -72,8 +72,7 @@ def build_spec(params: dict) -> DiffusionSpec:
     if not str(spec.prompt).strip():
         raise UserError("The prompt is empty: type what the image should show, e.g. \"a red fox in the snow\".")
     common.check_common(spec)
-    spec.size, requested = common.round_size(spec.size)
-    spec.size_requested = requested or spec.size_requested
+    spec = common.check_size(spec)
     for name in ("batch_size", "batch_count"):
         value = getattr(spec, name)
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
@@ -100,19 +99,13 @@ def _check_init(spec: DiffusionSpec) -> None:
 
 # 2. Load models ----------------------------------------------------------------------------------
 
-def model_key(spec: DiffusionSpec, device: str) -> tuple:
-    return common.model_key(spec, device)
-
-
-def load_models(spec: DiffusionSpec, device: str, report=lambda message: None) -> SdModels:
-    return common.load_models(spec, device, report)
+model_key = common.model_key
+load_models = common.load_models
 
 
 # 3. Adjust to the models -------------------------------------------------------------------------
 
-def prepare(spec: DiffusionSpec, models: SdModels) -> DiffusionSpec:
-    common.use_loras(spec, models)
-    return round_size(spec, models.vae_scale_factor)
+prepare = common.prepare
 
 
 def describe(spec: DiffusionSpec, models: SdModels) -> dict:

@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import queue
 import random
@@ -26,6 +28,7 @@ from PIL import Image, ImageDraw
 from .. import settings
 from ..errors import UserError
 from ..models import diffusion as sd
+from . import base
 from .base import RunContext
 
 MAX_SEED = 2**32 - 1
@@ -78,16 +81,17 @@ def make_scheduler(name: str, base_config) -> Any:
 
 # 1. Checks shared by both specs ----------------------------------------------------------------------
 
-def round_size(size, what: str = "size") -> tuple[list[int], list[int] | None]:
-    """Sizes must be multiples of 8 (one latent pixel is 8x8): round to the nearest and keep the request."""
+def check_size(spec):
+    """Sizes are two whole numbers in range, rounded to multiples of 8 (one latent pixel is 8x8);
+    the size asked for is kept in ``size_requested``."""
+    size = spec.size
     if not isinstance(size, (list, tuple)) or len(size) != 2 or any(
             isinstance(v, bool) or not isinstance(v, int) for v in size):
-        raise UserError(f"The {what} {size} is not two whole numbers: give a width and height like 512 512.")
+        raise UserError(f"The size {size} is not two whole numbers: give a width and height like 512 512.")
     if any(v < MIN_SIDE or v > MAX_SIDE for v in size):
-        raise UserError(f"The {what} {size[0]}x{size[1]} is out of range: each side must be "
+        raise UserError(f"The size {size[0]}x{size[1]} is out of range: each side must be "
                         f"between {MIN_SIDE} and {MAX_SIDE} pixels.")
-    rounded = [max(8, int(round(v / 8)) * 8) for v in size]
-    return rounded, (list(size) if rounded != list(size) else None)
+    return base.round_size(dataclasses.replace(spec, size=list(size)), 8)
 
 
 def check_common(spec) -> None:
@@ -144,6 +148,13 @@ def model_token(model: str) -> str | None:
 
 
 # 2. Loading ------------------------------------------------------------------------------------------
+
+def prepare(spec, models):
+    """Put this run's LoRAs on the cached pipeline and round the size to the VAE's factor
+    (recorded), for txt2img, img2img and walks alike."""
+    use_loras(spec, models)
+    return base.round_size(spec, models.vae_scale_factor)
+
 
 def model_key(spec, device: str) -> tuple:
     """Equal for both SD modes with the same model and memory settings: the cache reuses it.

@@ -27,7 +27,7 @@ from ..errors import UserError
 from ..media import format_parameters
 from ..models.diffusion import SdModels
 from . import sd_common as common
-from .base import Progress, Result, RunContext, round_size
+from .base import Progress, Result, RunContext
 
 MODE = "walk"
 TITLE = "Prompt walk"
@@ -84,8 +84,7 @@ def build_spec(params: dict) -> WalkSpec:
     if len(spec.prompts) < 2 or not all(spec.prompts):
         raise UserError("A walk needs two or more non-empty prompts: give --prompt once per keyframe.")
     common.check_common(spec)
-    spec.size, requested = common.round_size(spec.size)
-    spec.size_requested = requested or spec.size_requested
+    spec = common.check_size(spec)
     if isinstance(spec.frames, bool) or not isinstance(spec.frames, int) or not 1 <= spec.frames <= MAX_FRAMES:
         raise UserError(f"Frames per segment must be a whole number from 1 to {MAX_FRAMES}, not {spec.frames}.")
     if spec.easing not in EASINGS:
@@ -110,17 +109,11 @@ def _check_seeds(seeds, count: int) -> list[int]:
 
 # 2. Load models (shared with the diffusion engine: the same cache key) ---------------------------
 
-def model_key(spec: WalkSpec, device: str) -> tuple:
-    return common.model_key(spec, device)
+model_key = common.model_key
+load_models = common.load_models
 
 
-def load_models(spec: WalkSpec, device: str, report=lambda message: None) -> SdModels:
-    return common.load_models(spec, device, report)
-
-
-def prepare(spec: WalkSpec, models: SdModels) -> WalkSpec:
-    common.use_loras(spec, models)
-    return round_size(spec, models.vae_scale_factor)
+prepare = common.prepare
 
 
 def describe(spec: WalkSpec, models: SdModels) -> dict:
