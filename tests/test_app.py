@@ -20,7 +20,16 @@ def fill_vqgan_form(at, prompt="a red fox", steps=6):
 
 
 def submit(at):
-    next(b for b in at.button if b.key and b.key.startswith("FormSubmitter:vqgan_form")).click()
+    submit_form(at, "vqgan_form")
+
+
+def shown_run_dir(at) -> Path:
+    """The run folder the result panel names."""
+    return Path(next(c.value for c in at.caption if "Run folder" in c.value).split("`")[1])
+
+
+def submit_form(at, prefix):
+    next(b for b in at.button if b.key and b.key.startswith(f"FormSubmitter:{prefix}")).click()
     at.run()
 
 
@@ -77,7 +86,7 @@ def test_match_artist_shows_the_top_artists_and_runs_with_the_pick():
     chosen = picker.options[2]
     at.button(key="pending_run").click().run()
     wait_until(at, lambda a: len(a.success) > 0)
-    run_dir = Path(next(c.value for c in at.caption if "Run folder" in c.value).split("`")[1])
+    run_dir = shown_run_dir(at)
     details = runs.read_details(run_dir)
     assert details["artist_match"]["artist"] == chosen and details["artist_match"]["chosen_by_user"]
     assert details["prompt"] == "a graffiti gorilla"
@@ -89,12 +98,11 @@ def test_continue_this_run_from_the_result_makes_a_child_run():
     fill_vqgan_form(at, prompt="a garden in spring", steps=3)
     submit(at)
     wait_until(at, lambda a: len(a.success) > 0)
-    parent_dir = Path(next(c.value for c in at.caption if "Run folder" in c.value).split("`")[1])
+    parent_dir = shown_run_dir(at)
     parent_id = runs.read_details(parent_dir)["run_id"]
     at.text_input(key=f"vqgan_continue_{parent_id}_prompt").set_value("a garden in winter")
     at.number_input(key=f"vqgan_continue_{parent_id}_steps").set_value(2)
-    next(b for b in at.button if b.key and b.key.startswith(f"FormSubmitter:vqgan_continue_{parent_id}")).click()
-    at.run()
+    submit_form(at, f"vqgan_continue_{parent_id}")
     assert not at.exception and not at.error
 
     def child_done(a):
@@ -102,7 +110,7 @@ def test_continue_this_run_from_the_result_makes_a_child_run():
         return a.success and folders and Path(folders[0]) != parent_dir
 
     wait_until(at, child_done)
-    child_dir = Path(next(c.value for c in at.caption if "Run folder" in c.value).split("`")[1])
+    child_dir = shown_run_dir(at)
     child = runs.read_details(child_dir)
     assert child["parent_run_id"] == parent_id and child["status"] == runs.DONE
     assert child["prompt_used"].startswith("a garden in winter")
@@ -119,11 +127,10 @@ def test_stable_diffusion_mode_without_weights_offers_the_demo_and_runs_it(tmp_p
     at.number_input(key="sd_steps").set_value(2)
     at.number_input(key="sd_width").set_value(64)
     at.number_input(key="sd_height").set_value(64)
-    next(b for b in at.button if b.key and b.key.startswith("FormSubmitter:sd_form")).click()
-    at.run()
+    submit_form(at, "sd_form")
     assert not at.exception and not at.error
     wait_until(at, lambda a: len(a.success) > 0)
-    run_dir = Path(next(c.value for c in at.caption if "Run folder" in c.value).split("`")[1])
+    run_dir = shown_run_dir(at)
     details = runs.read_details(run_dir)
     assert details["mode"] == "diffusion" and details["status"] == runs.DONE and details["demo"] is True
 
@@ -154,7 +161,7 @@ def test_vqgan_advanced_settings_from_the_sidebar_reach_the_run():
     submit(at)
     assert not at.exception and not at.error
     wait_until(at, lambda a: len(a.success) > 0)
-    run_dir = Path(next(c.value for c in at.caption if "Run folder" in c.value).split("`")[1])
+    run_dir = shown_run_dir(at)
     details = runs.read_details(run_dir)
     params = details["params"]
     assert (params["optimiser"], params["tv_weight"], params["augment"], params["zoom"]) == ("AdamW", 0.5, False, 1.05)
@@ -172,11 +179,10 @@ def test_a_prompt_walk_from_the_sidebar_makes_keyframes_and_a_video(tmp_path, mo
     at.number_input(key="walk_steps").set_value(2)
     at.number_input(key="walk_width").set_value(64)
     at.number_input(key="walk_height").set_value(64)
-    next(b for b in at.button if b.key and b.key.startswith("FormSubmitter:walk_form")).click()
-    at.run()
+    submit_form(at, "walk_form")
     assert not at.exception and not at.error
     wait_until(at, lambda a: len(a.success) > 0)
-    run_dir = Path(next(c.value for c in at.caption if "Run folder" in c.value).split("`")[1])
+    run_dir = shown_run_dir(at)
     details = runs.read_details(run_dir)
     assert details["mode"] == "walk" and details["status"] == runs.DONE
     assert sorted(p.name for p in run_dir.glob("keyframe-*.png")) == ["keyframe-01.png", "keyframe-02.png"]

@@ -54,6 +54,15 @@ def _wait_for_http(url, timeout=90):
     raise AssertionError(f"{url} did not answer")
 
 
+def fill_demo_run(page, prompt: str, steps: str) -> None:
+    page.get_by_role("textbox", name="Prompt").fill(prompt)
+    for label, value in (("Width", "48"), ("Height", "48"), ("Steps (-1 = until stopped)", steps)):
+        field = page.get_by_role("spinbutton", name=label)
+        field.fill(value)
+        field.press("Tab")
+    page.get_by_role("button", name="Run").click()
+
+
 def test_demo_generation_in_the_browser(app_url):
     from playwright.sync_api import expect, sync_playwright
 
@@ -63,12 +72,7 @@ def test_demo_generation_in_the_browser(app_url):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url)
         expect(page.get_by_text("Demo models.")).to_be_visible(timeout=60_000)
-        page.get_by_role("textbox", name="Prompt").fill("a red fox")
-        for label, value in (("Width", "48"), ("Height", "48"), ("Steps (-1 = until stopped)", "6")):
-            field = page.get_by_role("spinbutton", name=label)
-            field.fill(value)
-            field.press("Tab")
-        page.get_by_role("button", name="Run").click()
+        fill_demo_run(page, "a red fox", "6")
         expect(page.get_by_text("Done: 6 steps.")).to_be_visible(timeout=180_000)
         image = page.locator("[data-testid='stImage'] img").first
         expect(image).to_be_visible()
@@ -87,12 +91,7 @@ def test_reloading_the_page_reattaches_to_the_running_job_and_stop_keeps_it(app_
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url)
-        page.get_by_role("textbox", name="Prompt").fill("a lighthouse")
-        for label, value in (("Width", "48"), ("Height", "48"), ("Steps (-1 = until stopped)", "-1")):
-            field = page.get_by_role("spinbutton", name=label)
-            field.fill(value)
-            field.press("Tab")
-        page.get_by_role("button", name="Run").click()
+        fill_demo_run(page, "a lighthouse", "-1")
         expect(page.get_by_text("it/s")).to_be_visible(timeout=120_000)
 
         page.reload()  # a new session: the page must find the run in the server's worker
