@@ -19,11 +19,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _own_or_critical(record: logging.LogRecord) -> bool:
+    return record.name.startswith("logic") or record.levelno >= logging.CRITICAL
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not args.verbose:
+        # Libraries log their own view of a failure (hub retries, download errors) before ours: the
+        # person gets our one sentence; --verbose shows everything.
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_own_or_critical)
     if args.verbose:
         args.handler_verbose = True
     return run_handler(args)

@@ -125,3 +125,24 @@ def test_a_cli_start_marks_runs_orphaned_by_a_dead_process(output_dir):
                  "--output", str(output_dir))
     assert result.returncode == 0, result.stderr
     assert runs.read_details(orphan.path)["status"] == runs.INTERRUPTED
+
+
+def test_cached_clip_weights_are_loaded_without_asking_the_hub(tmp_path):
+    from logic.models.clip import cached_weights
+
+    snapshot = tmp_path / "models--timm--vit_base_patch32_clip_224.openai" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "open_clip_pytorch_model.bin").write_bytes(b"weights")
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("abc123")
+    assert cached_weights("ViT-B-32", "openai", cache_dir=str(tmp_path)) == str(snapshot / "open_clip_pytorch_model.bin")
+    assert cached_weights("ViT-B-32", "openai", cache_dir=str(tmp_path / "empty")) is None
+
+
+def test_missing_clip_weights_offline_is_one_sentence(output_dir):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-m", "logic", "artists", "match", "a fox"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300, env=env)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and len(lines) == 1, result.stderr
+    assert "download-weights.sh --clip ViT-B-32:openai" in lines[0]

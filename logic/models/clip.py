@@ -48,6 +48,35 @@ def split_clip_name(name: str) -> tuple[str, str]:
     return model, tag
 
 
+def cached_weights(model_name: str, tag: str, cache_dir: str | None = None) -> str | None:
+    """The weights of ``model_name:tag`` if they are already in the Hugging Face cache.
+
+    Loading the cached file directly makes no network request at all (open_clip would ask the hub
+    whether the file changed, and wait out its retries on an offline machine).
+    """
+    import open_clip
+    from huggingface_hub import try_to_load_from_cache
+
+    hub = (open_clip.get_pretrained_cfg(model_name, tag) or {}).get("hf_hub", "")
+    repo_id, filename = _split_hub_id(hub)
+    if not repo_id:
+        return None
+    for name in (f"{Path(filename).stem}.safetensors", filename):
+        found = try_to_load_from_cache(repo_id, name, cache_dir=cache_dir)
+        if isinstance(found, str):
+            return found
+    return None
+
+
+def _split_hub_id(hub: str) -> tuple[str, str]:
+    """'org/repo/' -> ('org/repo', default file); 'org/repo/file.bin' -> ('org/repo', 'file.bin')."""
+    parts = hub.split("/")
+    if len(parts) < 2 or not parts[0] or not parts[1]:
+        return "", ""
+    filename = "/".join(parts[2:]) or "open_clip_pytorch_model.bin"
+    return f"{parts[0]}/{parts[1]}", filename
+
+
 def load_clip(name: str, weights: Path | None = None, device: str | torch.device = "cpu") -> ClipModel:
     """Load an open_clip model by name (with a pretrained tag) or from a local weights file.
 
@@ -60,7 +89,7 @@ def load_clip(name: str, weights: Path | None = None, device: str | torch.device
     if model_name not in open_clip.list_models():
         raise UserError(f"Unknown CLIP model {model_name!r}. Available: {', '.join(open_clip.list_models()[:40])}, …")
     quick_gelu = tag == "openai" or model_name.endswith("-quickgelu")
-    pretrained = str(weights) if weights else tag
+    pretrained = str(weights) if weights else (cached_weights(model_name, tag) or tag)
     if weights and not Path(weights).is_file():
         raise UserError(f"The CLIP weights file {weights} does not exist: check the path.")
     try:
