@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -199,3 +200,55 @@ def test_latent_preview_is_an_image_of_the_run_size():
 
     preview = sd_common.latents_to_preview(torch.randn(1, 4, 8, 6), (48, 64))
     assert preview.size == (48, 64) and preview.mode == "RGB"
+
+
+def test_a_hub_model_in_the_cache_loads_without_asking_the_hub(tmp_path):
+    """The cache layout huggingface_hub writes, with no network and HF_HUB_OFFLINE unset."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    folder = tiny_models()["folder"]
+    repo = tmp_path / "hub" / "models--someone--tiny-sd"
+    snapshot = repo / "snapshots" / "0123abcd"
+    shutil.copytree(folder, snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abcd")
+    requests, server = _counting_hub()
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env.update(HF_HUB_CACHE=str(tmp_path / "hub"), HF_ENDPOINT=f"http://127.0.0.1:{server.server_port}")
+    try:
+        result = subprocess.run([sys.executable, "-m", "logic", "diffusion", "--model", "someone/tiny-sd", "--prompt",
+                                 "a fox", "--steps", "2", "--size", "32", "32", "--output", str(tmp_path / "out")],
+                                cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, env=env,
+                                timeout=300)
+    finally:
+        server.shutdown()
+    assert result.returncode == 0, result.stderr
+    assert (Path(result.stdout.strip().splitlines()[-1]) / "output.png").is_file()
+    # huggingface_hub may fetch its own registries; nothing about the model may be asked for.
+    assert [path for path in requests if "tiny-sd" in path] == []
+
+
+def _counting_hub():
+    """A stand-in hub on the loopback that records every request and answers 503."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    requests = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            requests.append(self.path)
+            self.send_response(503)
+            self.end_headers()
+
+        do_GET = do_HEAD
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return requests, server

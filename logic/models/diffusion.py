@@ -374,13 +374,20 @@ def load_sd(source: ModelSource, device: str, plan: MemoryPlan, tokenizer_cache:
 def _from_pretrained(source: ModelSource, dtype: torch.dtype):
     from diffusers import StableDiffusionPipeline
 
+    # A hub model already in the cache loads from it without asking the hub (no network requests,
+    # no waiting out retries offline); a partial cache falls back to downloading the rest.
+    if source.kind == "hub" and hub_model_cached(source.location) and not _hub_offline():
+        try:
+            return StableDiffusionPipeline.from_pretrained(source.location, dtype=dtype, local_files_only=True)
+        except (OSError, ValueError):
+            log.info("%s is only partly in the cache: downloading the rest", source.name)
+    local_only = source.kind == "folder" or _hub_offline()
     try:
-        return StableDiffusionPipeline.from_pretrained(
-            source.location, dtype=dtype, local_files_only=source.kind == "folder" or _hub_offline())
+        return StableDiffusionPipeline.from_pretrained(source.location, dtype=dtype, local_files_only=local_only)
     except (OSError, ValueError) as exc:
         if source.kind == "hub":
-            raise UserError(f"The model {source.name} could not be downloaded or found in the cache ({_first_line(exc)}): "
-                            f"{HOW_TO_GET}.") from None
+            raise UserError(f"The model {source.name} could not be downloaded or found in the cache "
+                            f"({_first_line(exc)}): {HOW_TO_GET}.") from None
         raise UserError(f"The model folder {source.location} could not be loaded ({_first_line(exc)}): "
                         "is it a complete diffusers folder?") from None
 
