@@ -87,24 +87,62 @@ def confirm_artist(mode: str, params: dict) -> None:
         st.rerun()
 
 
-@st.fragment(run_every=1.0)
-def live_panel() -> None:
-    worker = get_worker(st.session_state.get("device") or settings.defaults().get("device"))
+def current_worker() -> jobs.Worker:
+    return get_worker(st.session_state.get("device") or settings.defaults().get("device"))
+
+
+def main_area() -> None:
+    """A running run is followed live by light fragments; a finished one is drawn once, statically."""
+    worker = current_worker()
     state = live.watched_state(worker)
+    if state is None or state.finished:
+        show_finished(state)
+        watch_for_new_run(state.run_id if state else None)
+    else:
+        follow_progress(state.run_id)
+        follow_loss(state.run_id)
+
+
+def show_finished(state) -> None:
     if state is None:
         st.info("Set up a run in the sidebar and press Run. Results appear here, and in output/.")
         live.show_recent(settings.output_dir())
         return
-    if state.finished:
-        live.show_result(state)
-        follow_up = getattr(UI.get(state.mode), "result_actions", None)
-        if follow_up:
-            params = follow_up(state.run_dir, jobs.runs.open_run(state.run_dir).details)
-            if params:
-                queue_run(state.mode, params, errors=st)
-    else:
-        live.show_progress(state, worker)
+    live.show_result(state)
+    follow_up = getattr(UI.get(state.mode), "result_actions", None)
+    if follow_up:
+        params = follow_up(state.run_dir, jobs.runs.open_run(state.run_dir).details)
+        if params:
+            queue_run(state.mode, params, errors=st)
+
+
+@st.fragment(run_every=2.0)
+def watch_for_new_run(shown_run_id: str | None) -> None:
+    """While idle: switch to a run as soon as the worker starts one (queued here or elsewhere)."""
+    worker = current_worker()
+    current = worker.current()
+    if current is not None and current.run_id != shown_run_id:
+        st.rerun()
     live.show_queue(worker)
+
+
+@st.fragment(run_every=1.0)
+def follow_progress(run_id: str) -> None:
+    """Progress, preview and queue every second (cheap); the whole page redraws when the run ends."""
+    worker = current_worker()
+    state = worker.state(run_id)
+    if state is None or state.finished:
+        st.rerun()
+    live.show_progress(state, worker)
+    live.show_queue(worker)
+
+
+@st.fragment(run_every=5.0)
+def follow_loss(run_id: str) -> None:
+    """The loss curve, less often: drawing a chart costs ~0.1 s of the interpreter the run also needs."""
+    state = current_worker().state(run_id)
+    if state is not None:
+        live.show_loss_curve(list(state.loss_history))
 
 
 st.set_page_config(page_title="Atelier", page_icon="🎨", layout="wide")
@@ -123,4 +161,4 @@ if params:
         queue_run(mode, params)
 if st.session_state.get("pending"):
     confirm_artist(*st.session_state.pending)
-live_panel()
+main_area()

@@ -12,10 +12,13 @@ from logic.commands.progress import format_seconds
 
 
 def watched_state(worker: jobs.Worker) -> jobs.JobState | None:
-    """The run this page follows: the one it queued, else whatever the worker is doing (a reload reattaches)."""
+    """The run this page follows: the one it queued while that is not finished, else whatever the
+    worker is running (a reload reattaches), else the last finished one."""
     run_id = st.session_state.get("watch")
-    state = worker.state(run_id) if run_id else None
-    return state or worker.current() or next(iter(worker.recent(1)), None)
+    mine = worker.state(run_id) if run_id else None
+    if mine is not None and not mine.finished:
+        return mine
+    return worker.current() or mine or next(iter(worker.recent(1)), None)
 
 
 def show_progress(state: jobs.JobState, worker: jobs.Worker) -> None:
@@ -31,7 +34,6 @@ def show_progress(state: jobs.JobState, worker: jobs.Worker) -> None:
         st.toast("Stopping…")
     if state.preview is not None:
         st.image(state.preview, caption="Live preview", width=display_width(state.preview.width))
-    show_loss_curve(list(state.loss_history))
 
 
 DISPLAY_MIN = 384  # small (demo) images are scaled up for viewing
@@ -51,12 +53,16 @@ def file_bytes(path: Path) -> bytes:
     return read_file(str(path), path.stat().st_mtime)
 
 
+CHART_POINTS = 400  # a long run's curve is thinned to this many points for drawing
+
+
 def show_loss_curve(rows: list[dict]) -> None:
     if len(rows) < 2:
         return
     import pandas as pd
 
-    frame = pd.DataFrame(rows).set_index("step")
+    stride = max(1, len(rows) // CHART_POINTS)
+    frame = pd.DataFrame(rows[::stride] + ([rows[-1]] if (len(rows) - 1) % stride else [])).set_index("step")
     st.line_chart(frame, height=220, x_label="step", y_label="loss")
 
 
@@ -70,12 +76,11 @@ def show_result(state: jobs.JobState) -> None:
     else:
         st.success(f"Done: {state.step} steps.")
     image = runs.output_image(run.path, details)
+    width = display_width(int((details.get("size") or [DISPLAY_MIN])[0]))
     if image:
-        width = (details.get("size") or [DISPLAY_MIN])[0]
-        st.image(file_bytes(image), caption=details.get("prompt_used") or details.get("prompt"),
-                 width=display_width(int(width)))
+        st.image(file_bytes(image), caption=details.get("prompt_used") or details.get("prompt"), width=width)
     if run.file(runs.ANIM).is_file():
-        st.video(file_bytes(run.file(runs.ANIM)))
+        st.video(file_bytes(run.file(runs.ANIM)), width=width)
     st.caption(f"Run folder: `{run.path}`")
     if run.file(runs.METRICS).is_file():
         show_loss_curve(runs.read_metrics(run.path))
