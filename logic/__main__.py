@@ -26,16 +26,33 @@ def _own_or_critical(record: logging.LogRecord) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    if not args.verbose:
-        # Libraries log their own view of a failure (hub retries, download errors) before ours: the
-        # person gets our one sentence; --verbose shows everything.
-        for handler in logging.getLogger().handlers:
-            handler.addFilter(_own_or_critical)
-    if args.verbose:
-        args.handler_verbose = True
-    return run_handler(args)
+    restore_logging = _log_to_stderr(args.verbose)
+    try:
+        return run_handler(args)
+    finally:
+        restore_logging()
+
+
+def _log_to_stderr(verbose: bool):
+    """A stderr handler for this command, removed again when it ends (main may run in-process).
+
+    Libraries log their own view of a failure (hub retries, download errors) before ours: without
+    --verbose the person gets our one sentence only.
+    """
+    root = logging.getLogger()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    if not verbose:
+        handler.addFilter(_own_or_critical)
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+    def restore() -> None:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+    return restore
 
 
 if __name__ == "__main__":
