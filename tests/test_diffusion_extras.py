@@ -106,3 +106,15 @@ def test_real_safety_checker_flags_into_a_placeholder_and_no_safety_keeps_the_im
     plain, _ = run_engine("diffusion", output_dir, **PLAIN)  # the same weights without a checker
     assert kept.details["safety_checker"] == "off" and kept.details["safety"] is None
     assert np.array_equal(pixels(kept.file("output.png")), pixels(plain.file("output.png")))
+
+
+def test_a_walk_with_a_lora_records_it_in_the_png_too(output_dir):
+    lora = tiny_lora()
+    run, state = run_engine("walk", output_dir, prompt=None, prompts=["a red fox", "a blue bird"], frames=2,
+                            **{k: v for k, v in PLAIN.items() if k not in ("prompt", "preview_every")},
+                            lora=["tiny-lora:0.6"])
+    assert state.status == runs.DONE, state.error
+    parsed = media.parse_parameters(media.read_png_parameters(run.file("output.png")))
+    sha = hashlib.sha256(lora.read_bytes()).hexdigest()[:12]
+    assert parsed["Lora"] == "tiny-lora:0.6" and parsed["Lora hashes"] == f"tiny-lora: {sha}"
+    assert parsed["Walk"] == "a red fox -> a blue bird"

@@ -16,7 +16,7 @@ import torch
 
 from .. import settings
 from ..errors import UserError
-from ..media import format_parameters, open_user_image, quote_value as media_quote, save_png
+from ..media import format_parameters, open_user_image, save_png
 from ..models.diffusion import SdModels
 from . import sd_common as common
 from .base import Progress, Result, RunContext, keep_input
@@ -201,12 +201,8 @@ def _finish(spec: DiffusionSpec, models: SdModels, ctx: RunContext, images, step
 
 def parameters(spec: DiffusionSpec, models: SdModels, seed: int) -> str:
     """The 'parameters' text other tools read (A1111's form)."""
-    extras = {}
-    if spec.init_image:
-        extras["Denoising strength"] = spec.strength
-    if models.loras:
-        extras["Lora"] = "; ".join(f"{lora['name']}:{lora['weight']:g}" for lora in models.loras)
-        extras["Lora hashes"] = media_quote(", ".join(f"{lora['name']}: {lora['hash']}" for lora in models.loras))
+    extras = {"Denoising strength": spec.strength} if spec.init_image else {}
+    extras.update(common.lora_parameters(models))
     return format_parameters(spec.prompt, spec.negative, Steps=spec.steps, Sampler=spec.scheduler,
                              **{"CFG scale": spec.cfg}, Seed=seed, Size=f"{spec.size[0]}x{spec.size[1]}",
                              **{"Model hash": models.model_hash}, Model=models.source.name, **extras)

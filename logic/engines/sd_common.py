@@ -180,6 +180,16 @@ def load_models(spec, device: str, report=lambda message: None) -> sd.SdModels:
     return models
 
 
+def lora_parameters(models: sd.SdModels) -> dict:
+    """The LoRA fields of the 'parameters' text, as A1111 writes them (empty without LoRAs)."""
+    from ..media import quote_value
+
+    if not models.loras:
+        return {}
+    return {"Lora": "; ".join(f"{lora['name']}:{lora['weight']:g}" for lora in models.loras),
+            "Lora hashes": quote_value(", ".join(f"{lora['name']}: {lora['hash']}" for lora in models.loras))}
+
+
 def use_loras(spec, models: sd.SdModels) -> None:
     """This run's LoRAs on the (possibly cached) model; the last run's are taken off first."""
     sd.set_loras(models, [sd.parse_lora(item, loras_dir()) for item in spec.lora])
