@@ -13,36 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-class ReplaceGrad(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x_forward, x_backward):
-        ctx.shape = x_backward.shape
-        return x_forward
-
-    @staticmethod
-    def backward(ctx, grad_in):
-        return None, grad_in.sum_to_size(ctx.shape)
-
-
-replace_grad = ReplaceGrad.apply
-
-
-class ClampWithGrad(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, input, min, max):
-        ctx.min = min
-        ctx.max = max
-        ctx.save_for_backward(input)
-        return input.clamp(min, max)
-
-    @staticmethod
-    def backward(ctx, grad_in):
-        input, = ctx.saved_tensors
-        return grad_in * (grad_in * (input - input.clamp(ctx.min, ctx.max)) >= 0), None, None
-
-
-clamp_with_grad = ClampWithGrad.apply
+# The notebook's two autograd helpers (straight-through, clamp with gradient) are the same code
+# as the engine's, so they are shared; what differs, and is timed, is below.
+from logic.vqgan.synthesis import clamp_with_grad, replace_grad
 
 
 def vector_quantize(x, codebook):

@@ -1,5 +1,6 @@
 """`streamlit run app.py` headless, opened in a real Chromium: a demo generation shows its image."""
 
+import json
 import os
 import shutil
 import socket
@@ -54,6 +55,17 @@ def _wait_for_http(url, timeout=90):
     raise AssertionError(f"{url} did not answer")
 
 
+@pytest.fixture
+def page():
+    """A Chromium page of the size the app is designed for."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser.new_page(viewport={"width": 1400, "height": 1000})
+        browser.close()
+
+
 def fill_demo_run(page, prompt: str, steps: str) -> None:
     page.get_by_role("textbox", name="Prompt").fill(prompt)
     for label, value in (("Width", "48"), ("Height", "48"), ("Steps (-1 = until stopped)", steps)):
@@ -63,44 +75,36 @@ def fill_demo_run(page, prompt: str, steps: str) -> None:
     page.get_by_role("button", name="Run").click()
 
 
-def test_demo_generation_in_the_browser(app_url):
-    from playwright.sync_api import expect, sync_playwright
+def test_demo_generation_in_the_browser(app_url, page):
+    from playwright.sync_api import expect
 
     url, output = app_url
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(url)
-        expect(page.get_by_text("Demo models.")).to_be_visible(timeout=60_000)
-        fill_demo_run(page, "a red fox", "6")
-        expect(page.get_by_text("Done: 6 steps.")).to_be_visible(timeout=180_000)
-        image = page.locator("[data-testid='stImage'] img").first
-        expect(image).to_be_visible()
-        assert page.evaluate("(img) => img.naturalWidth", image.element_handle()) == 48
-        page.screenshot(path=str(output.parent / "app.png"), full_page=True)
-        browser.close()
+    page.goto(url)
+    expect(page.get_by_text("Demo models.")).to_be_visible(timeout=60_000)
+    fill_demo_run(page, "a red fox", "6")
+    expect(page.get_by_text("Done: 6 steps.")).to_be_visible(timeout=180_000)
+    image = page.locator("[data-testid='stImage'] img").first
+    expect(image).to_be_visible()
+    assert page.evaluate("(img) => img.naturalWidth", image.element_handle()) == 48
+    page.screenshot(path=str(output.parent / "app.png"), full_page=True)
     finished = [d for d in output.iterdir() if (d / "output.png").is_file()]
     assert len(finished) == 1 and (finished[0] / "anim.mp4").is_file()
 
 
-def test_reloading_the_page_reattaches_to_the_running_job_and_stop_keeps_it(app_url):
-    from playwright.sync_api import expect, sync_playwright
+def test_reloading_the_page_reattaches_to_the_running_job_and_stop_keeps_it(app_url, page):
+    from playwright.sync_api import expect
 
     url, output = app_url
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(url)
-        fill_demo_run(page, "a lighthouse", "-1")
-        expect(page.get_by_text("it/s")).to_be_visible(timeout=120_000)
+    page.goto(url)
+    fill_demo_run(page, "a lighthouse", "-1")
+    expect(page.get_by_text("it/s")).to_be_visible(timeout=120_000)
 
-        page.reload()  # a new session: the page must find the run in the server's worker
-        expect(page.get_by_text("it/s")).to_be_visible(timeout=60_000)
-        expect(page.get_by_role("img", name="Live preview").or_(page.get_by_text("Live preview"))).to_be_visible()
-        page.get_by_role("button", name="Stop").click()
-        expect(page.get_by_text("Stopped at step")).to_be_visible(timeout=60_000)
-        browser.close()
+    page.reload()  # a new session: the page must find the run in the server's worker
+    expect(page.get_by_text("it/s")).to_be_visible(timeout=60_000)
+    expect(page.get_by_role("img", name="Live preview").or_(page.get_by_text("Live preview"))).to_be_visible()
+    page.get_by_role("button", name="Stop").click()
+    expect(page.get_by_text("Stopped at step")).to_be_visible(timeout=60_000)
     run_dir = next(output.iterdir())
-    details = __import__("json").loads((run_dir / "details.json").read_text())
+    details = json.loads((run_dir / "details.json").read_text())
     assert details["status"] == "stopped" and details["progress"]["step"] > 0
     assert (run_dir / "output.png").is_file() and (run_dir / "anim.mp4").is_file()
