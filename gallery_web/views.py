@@ -81,7 +81,7 @@ def run_detail(index, row, output_dir: Path) -> dict:
     run_dir = Path(output_dir) / row["name"]
     detail = run_summary(row)
     detail.update({
-        "details": details, "params": details.get("params") or {}, "seed": details.get("seed"),
+        "details": details, "params": runs.request_of(details), "resolved": runs.resolved_of(details), "seed": details.get("seed"),
         "error": details.get("error"), "timing": details.get("timing") or {},
         "models": details.get("model") or {}, "artist_match": details.get("artist_match"),
         "started": details.get("started"), "legacy": bool(details.get("legacy")),

@@ -159,7 +159,7 @@ def submit_run(mode: str, params: dict, output_dir: Path | str, **extra: Any) ->
     """
     engine = get_engine(mode)
     spec = engine.build_spec(params)
-    run = runs.create_run(output_dir, mode, spec.to_params(), **extra)
+    run = runs.create_run(output_dir, mode, params, spec.to_params(), **extra)
     return engine, spec, run
 
 
@@ -196,19 +196,29 @@ def execute_run(engine, spec, run: runs.Run, *, device: str | None = None, cache
 
 
 def new_state(run: runs.Run) -> JobState:
-    return JobState(run.run_id, run.path, run.details.get("mode", ""), params=run.details.get("params", {}),
+    return JobState(run.run_id, run.path, run.details.get("mode", ""), params=runs.request_of(run.details),
                     total=run.details.get("progress", {}).get("total") or 0)
 
 
 def _keep_inputs(engine, spec, run: runs.Run):
-    """Given files are copied into inputs/ first, and the recorded params point at the copies,
+    """Given files are copied into inputs/ first, and the resolved spec points at the copies,
     so a rerun finds them even if the run fails or the originals move."""
     keep = getattr(engine, "keep_inputs", None)
     if keep is None:
         return spec
     spec = keep(spec, run.inputs_dir)
-    run.update(params=spec.to_params(), inputs=sorted(p.name for p in run.inputs_dir.iterdir()))
+    record_resolved(run, spec, inputs=sorted(p.name for p in run.inputs_dir.iterdir()))
     return spec
+
+
+def record_resolved(run: runs.Run, spec, **details: Any) -> None:
+    """details.json ``resolved``: the spec as it runs now. ``request`` (what was asked) is never
+    touched after the folder is made: reruns start from it."""
+    resolved = spec.to_params()
+    model = details.get("model")
+    if isinstance(model, dict):
+        resolved["models"] = model  # names, paths and hashes of the weights used
+    run.update(resolved=resolved, **details)
 
 
 def _load_and_prepare(engine, spec, run: runs.Run, device: str, cache: ModelCache, state: JobState):
@@ -219,8 +229,7 @@ def _load_and_prepare(engine, spec, run: runs.Run, device: str, cache: ModelCach
     load_s = round(time.perf_counter() - started, 3) if loaded else 0.0
     spec = engine.prepare(spec, models)
     spec, artist_match = _match_artist(spec, models, device, state)
-    run.update(params=spec.to_params(), **engine.describe(spec, models), **artist_match)
-    state.params = run.details["params"]
+    record_resolved(run, spec, **engine.describe(spec, models), **artist_match)
     state.message = ""
     return spec, models, load_s
 

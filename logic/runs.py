@@ -142,8 +142,14 @@ class Run:
             handle.writelines(json.dumps(row) + "\n" for row in rows)
 
 
-def create_run(output_dir: Path | str, mode: str, params: dict, **extra: Any) -> Run:
-    """Make ``<output_dir>/<timestamp>-<run_id>/`` with a queued details.json."""
+def create_run(output_dir: Path | str, mode: str, request: dict, resolved: dict | None = None,
+               **extra: Any) -> Run:
+    """Make ``<output_dir>/<timestamp>-<run_id>/`` with a queued details.json.
+
+    ``request`` is what the person asked, as given (unset options left out); ``resolved`` is the
+    checked spec, updated as the run resolves it (input copies, rounded size, rewritten prompt)."""
+    request = as_request(request)
+    resolved = dict(resolved if resolved is not None else request)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
@@ -158,13 +164,78 @@ def create_run(output_dir: Path | str, mode: str, params: dict, **extra: Any) ->
     details = {
         "schema": SCHEMA, "run_id": run_id, "mode": mode, "status": QUEUED,
         "created": now_iso(), "started": None, "finished": None,
-        "prompt": params.get("prompt", ""), "params": params,
-        "progress": {"step": 0, "total": params.get("steps")}, "error": None,
+        "prompt": request.get("prompt") or resolved.get("prompt", ""), "request": request, "resolved": resolved,
+        "progress": {"step": 0, "total": resolved.get("steps")}, "error": None,
         "owner": _process_token(), **extra,
     }
     run = Run(path, details)
     run.update()
     return run
+
+
+def as_request(params: dict) -> dict:
+    """What a person asked, JSON-safe and without the options left unset (None)."""
+    return json.loads(json.dumps({k: v for k, v in params.items() if v is not None}, default=str))
+
+
+def request_of(details: dict) -> dict:
+    """The run's request; runs made before the split recorded only ``params``."""
+    return dict(details.get("request") or details.get("params") or {})
+
+
+def resolved_of(details: dict) -> dict:
+    """What the run ran with (the resolved spec); older runs: their ``params``."""
+    return dict(details.get("resolved") or details.get("params") or {})
+
+
+# Recorded choices a rerun keeps although the request left them to chance or to defaults.yaml.
+PINNED = ("seed", "seeds", "vqgan", "clip", "clip_weights", "model", "lora", "demo")
+# Files the person gave: the resolved spec points at the run's own inputs/ copies.
+INPUT_FILES = ("init_image", "image_prompts")
+
+
+def rerun_request(run: Run) -> dict:
+    """The params a rerun (or "Continue this run", "Again, alone") starts from.
+
+    The person's request, as given, so a rewritten prompt is rewritten again rather than twice
+    and a size is rounded again from what was asked; with the recorded seed and models, the
+    inputs/ copies of given files (found in this folder even after it moved) and, for a
+    continued run, its parent found by run id in the same output folder.
+    """
+    details, request = run.details, request_of(run.details)
+    resolved = resolved_of(details)
+    for key in PINNED + INPUT_FILES:
+        if resolved.get(key) not in (None, [], ""):
+            request[key] = resolved[key]
+    if isinstance(request.get("init_image"), str):
+        request["init_image"] = _relocated_input(run, request["init_image"])
+    if isinstance(request.get("image_prompts"), list):
+        request["image_prompts"] = [{**item, "path": _relocated_input(run, item["path"])}
+                                    if isinstance(item, dict) and item.get("path") else item
+                                    for item in request["image_prompts"]]
+    artist = (details.get("artist_match") or {}).get("artist")
+    if request.get("match_artist") and artist and not request.get("artist"):
+        request["artist"] = artist  # the same artist, even if the library grew since
+    if request.get("continue_from") or resolved.get("continue_from"):
+        request["continue_from"] = _parent_folder(run, resolved.get("continue_from") or request["continue_from"])
+    return request
+
+
+def _relocated_input(run: Run, path: str) -> str:
+    """A kept input by its name in this run's inputs/ when the recorded path is gone (folder moved)."""
+    if Path(path).is_file():
+        return path
+    moved = run.path / INPUTS / Path(path).name
+    return str(moved) if moved.is_file() else path
+
+
+def _parent_folder(run: Run, recorded: str) -> str:
+    """The continued run's folder: as recorded, else by its run id beside this run."""
+    parent_id = run.details.get("parent_run_id")
+    if Path(recorded).is_dir() or not parent_id:
+        return recorded
+    parent = find_run(run.path.parent, parent_id)
+    return str(parent.path) if parent is not None else recorded
 
 
 def read_details(path: Path) -> dict | None:

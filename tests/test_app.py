@@ -163,7 +163,7 @@ def test_vqgan_advanced_settings_from_the_sidebar_reach_the_run():
     wait_until(at, lambda a: len(a.success) > 0)
     run_dir = shown_run_dir(at)
     details = runs.read_details(run_dir)
-    params = details["params"]
+    params = details["resolved"]
     assert (params["optimiser"], params["tv_weight"], params["augment"], params["zoom"]) == ("AdamW", 0.5, False, 1.05)
     assert params["story_every"] == 2 and len(details["stages"]) == 2
     assert (run_dir / "anim.gif").is_file() and details["frames"] >= 2

@@ -34,7 +34,7 @@ def test_txt2img_records_everything_and_is_deterministic(output_dir):
     run, state = run_engine("diffusion", output_dir, **BASE, seed=5)
     assert state.status == runs.DONE, state.error
     details = json.loads(run.file("details.json").read_text())
-    assert details["seed"] == 5 and details["seeds"] == [5] and details["params"]["seed"] == 5
+    assert details["seed"] == 5 and details["seeds"] == [5] and details["resolved"]["seed"] == 5
     assert set(details["timing"]) == {"load_s", "generate_s", "median_step_s"}
     assert details["demo"] is False and details["model"]["kind"] == "folder"
     assert run.file("anim.mp4").is_file() and details["frames"] == 3  # 2 previews + the final image

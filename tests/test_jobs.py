@@ -31,7 +31,7 @@ def test_done_run_has_the_whole_contract(output_dir):
     state, run = run_now(output_dir, steps=9, size=[50, 46])
     d = run.details
     assert d["status"] == runs.DONE and d["progress"] == {"step": 9, "total": 9}
-    assert d["params"]["size"] == [48, 48] and d["params"]["size_requested"] == [50, 46]
+    assert d["resolved"]["size"] == [48, 48] and d["resolved"]["size_requested"] == [50, 46]
     assert d["seed"] == 7 and d["demo"] is True and d["model"]["vqgan"] == "demo"
     assert set(d["timing"]) == {"load_s", "generate_s", "median_step_s"} and d["timing"]["median_step_s"] > 0
     for name in ("output.png", "anim.mp4", "thumb.jpg", "metrics.jsonl"):
@@ -106,4 +106,4 @@ def test_given_files_are_kept_in_inputs_even_when_the_run_fails(output_dir, tmp_
     assert state.status == runs.FAILED and "disk on fire" in run.details["error"]
     kept = run.path / "inputs" / "init-image.jpg"
     assert kept.read_bytes() == init.read_bytes()
-    assert run.details["params"]["init_image"] == str(kept) and run.details["inputs"] == ["init-image.jpg"]
+    assert run.details["resolved"]["init_image"] == str(kept) and run.details["inputs"] == ["init-image.jpg"]

@@ -24,7 +24,7 @@ def test_cli_flags_are_recorded(tmp_path, output_dir, capsys):
         "--mse-weight", "0.3", "--mse-decay", "0.1", "--mse-decay-every", "0", "--tv-weight", "0.2",
         "--cut-method", "pooled", "--no-augment", "--zoom", "1.1", "--rotate", "2", "--translate-x", "1",
         "--translate-y", "-1", "--animate-every", "1", "--fps", "5", "--gif", "--precision", "fp32")
-    p = details["params"]
+    p = details["resolved"]
     assert details["status"] == "done"
     assert (p["optimiser"], p["mse_weight"], p["mse_decay_every"], p["tv_weight"]) == ("AdamW", 0.3, 0, 0.2)
     assert (p["cut_method"], p["augment"], p["zoom"], p["rotate"], p["translate_x"], p["translate_y"]) == \

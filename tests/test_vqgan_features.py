@@ -38,12 +38,12 @@ def test_image_prompts_keep_their_own_weight_and_stop(tmp_path, output_dir):
     _, run, details = run_vqgan(output_dir, prompt="a fox:3", image_prompts=[f"{red}:2", f"{blue}:0.5:-1"])
     assert details["status"] == "done"
     assert details["inputs"] == ["image-prompt-0.png", "image-prompt-1.jpg"]
-    kept = details["params"]["image_prompts"]
+    kept = details["resolved"]["image_prompts"]
     assert [p["weight"] for p in kept] == [2.0, 0.5] and kept[1]["stop"] == -1.0
     assert all(p["path"].startswith(str(run.path / "inputs")) for p in kept)  # a rerun finds the copies
     rows = runs.read_metrics(run.path)
     assert {"loss/image-0", "loss/image-1", "loss/a fox"} <= set(rows[0])
-    engine.build_spec(details["params"])  # the recorded params rebuild the run
+    engine.build_spec(details["resolved"])  # the recorded params rebuild the run
 
 
 # Init image and noise ------------------------------------------------------------------------------
@@ -56,7 +56,7 @@ def test_init_image_is_resized_and_encoded(tmp_path, output_dir):
     assert torch.allclose(opt.z, expected) and opt.z.shape[-2:] == (8, 8)
     _, run, details = run_vqgan(output_dir, prompt="x", init_image=str(image))
     assert (run.path / "inputs" / "init-image.png").is_file()
-    assert details["params"]["init_image"] == str(run.path / "inputs" / "init-image.png")
+    assert details["resolved"]["init_image"] == str(run.path / "inputs" / "init-image.png")
 
 
 def test_noise_inits_differ_and_repeat_with_the_seed():
@@ -79,7 +79,7 @@ def test_continue_carries_latent_and_optimiser_and_records_the_parent(output_dir
     assert details["parent_run_id"] == parent_details["run_id"]
     assert details["continued"] == "latent and optimiser state"
     assert load_checkpoint(child.path / "state.pt")["optimiser"]["state"][0]["step"].item() == 5
-    assert details["params"]["size"] == [32, 32]
+    assert details["resolved"]["size"] == [32, 32]
 
 
 def test_continue_with_a_new_size_resizes_the_latent(output_dir):
@@ -120,8 +120,8 @@ def test_tv_weight_reaches_the_loss():
     assert "loss/tv" not in losses[0.0]
     assert losses[5.0]["loss/tv"] > 0
     assert losses[5.0]["loss"] == pytest.approx(losses[0.0]["loss"] + losses[5.0]["loss/tv"], rel=1e-5)
-    flat, noisy = torch.zeros(1, 3, 8, 8), torch.rand(1, 3, 8, 8)
-    assert tv_loss(flat) == 0 and tv_loss(noisy) > 0
+    opt, _ = optimisation(prompt="x", tv_weight=5.0)
+    assert losses[5.0]["loss/tv"] == pytest.approx(5.0 * float(tv_loss(opt.z.detach())), rel=1e-5)  # on the latent
 
 
 def test_mse_regularisation_decays_and_interval_zero_works(output_dir):
@@ -173,7 +173,7 @@ def test_pooled_and_augmented_cutouts_are_differentiable():
 
 def test_pooled_cut_method_runs(output_dir):
     _, _, details = run_vqgan(output_dir, prompt="x", cut_method="pooled", augment=True)
-    assert details["status"] == "done" and details["params"]["cut_method"] == "pooled"
+    assert details["status"] == "done" and details["resolved"]["cut_method"] == "pooled"
 
 
 # Optimisers -------------------------------------------------------------------------------------
@@ -264,13 +264,13 @@ def test_run_until_stopped_keeps_what_was_made(output_dir):
 
 def test_gif_fps_and_frame_interval(output_dir):
     _, run, details = run_vqgan(output_dir, prompt="x", steps=6, every=3, fps=7, gif=True)
-    assert details["frames"] == 3 and details["params"]["fps"] == 7
+    assert details["frames"] == 3 and details["resolved"]["fps"] == 7
     assert (run.path / "anim.gif").is_file()
 
 
 def test_size_is_rounded_to_the_model_factor_and_recorded(output_dir):
     _, _, details = run_vqgan(output_dir, prompt="x", size=[35, 29], steps=1)
-    assert details["params"]["size"] == [36, 28] and details["params"]["size_requested"] == [35, 29]
+    assert details["resolved"]["size"] == [36, 28] and details["resolved"]["size_requested"] == [35, 29]
     assert "rounded" in details["size_note"]
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from logic import runs
 from ui import sd_widgets as w
 
 TITLE = "Stable Diffusion"
@@ -52,7 +53,7 @@ def result_actions(run_dir, details: dict) -> dict | None:
             column = columns[index % len(columns)]
             column.image(str(path), caption=f"seed {record['seed']}")
             if column.button("Again, alone", key=f"sd_again_{details.get('run_id')}_{index}"):
-                params = dict(details.get("params") or {})
+                params = runs.rerun_request(runs.Run(Path(run_dir), details))
                 params.update(seed=record["seed"], batch_size=1, batch_count=1)
                 return params
     return None

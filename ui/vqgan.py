@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from logic import settings
+from logic import runs, settings
 from logic.models.catalog import vqgan_choices
 from logic.vqgan.cutouts import CUT_METHODS
 from logic.vqgan.optimisers import OPTIMISERS
@@ -50,8 +50,8 @@ def sidebar(defaults: dict) -> dict | None:
             optimiser = st.selectbox("Optimiser", list(OPTIMISERS), index=list(OPTIMISERS).index(defaults["optimiser"]),
                                      key="vqgan_optimiser")
             lr = st.number_input("Learning rate", 0.001, 10.0, float(defaults["lr"]), 0.01, format="%.3f", key="vqgan_lr")
-            tv_weight = st.number_input("TV loss weight (smoothness)", 0.0, 100.0, float(defaults["tv_weight"]),
-                                        key="vqgan_tv_weight")
+            tv_weight = st.number_input("TV loss weight (smooth latent; the original app used 0.001)", 0.0, 100.0,
+                                        float(defaults["tv_weight"]), format="%.4f", key="vqgan_tv_weight")
             mse_weight = st.number_input("MSE weight (stay near the start)", 0.0, 100.0,
                                          float(defaults["mse_weight"]), key="vqgan_mse_weight")
             mse_decay = st.number_input("MSE decay", 0.0, 100.0, float(defaults["mse_decay"]), key="vqgan_mse_decay")
@@ -126,7 +126,7 @@ def result_actions(run_dir: Path, details: dict) -> dict | None:
     with st.form(key):
         prompt = st.text_input("Next prompt (empty = the same)", "", key=f"{key}_prompt",
                                help="A new prompt makes the next stage: spring, then summer, …")
-        steps = st.number_input("Steps", -1, 100_000, int(details.get("params", {}).get("steps") or 100),
+        steps = st.number_input("Steps", -1, 100_000, int(runs.resolved_of(details).get("steps") or 100),
                                 key=f"{key}_steps")
         if not st.form_submit_button("Continue this run"):
             return None

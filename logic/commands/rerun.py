@@ -1,8 +1,8 @@
 """``python -m logic rerun RUN_DIR``: make any run again from its details.json (every engine).
 
-The recorded parameters include the seed actually used, so on the same machine and device the
-result is the same image. An init image is taken from the run's inputs/ copy when the original
-file is gone.
+A rerun starts from what the person asked (details.json ``request``) with the seed and models
+the run recorded, so on the same machine and device the result is the same image; given files
+come from the run's inputs/ copies (see ``runs.rerun_request``).
 """
 
 from __future__ import annotations
@@ -25,21 +25,15 @@ def register(subparsers) -> None:
 
 
 def rerun_params(run_dir: Path | str) -> tuple[str, dict, str]:
-    """(mode, params, run_id) of a finished run, with inputs redirected to its inputs/ copies."""
+    """(mode, params, run_id) of a run: its request, with the recorded seed, models and inputs."""
     run = runs.open_run(run_dir)
     details = run.details
     if details.get("legacy"):
         raise UserError(f"{run.path.name} was made by the original vqgan-clip-app, which did not record "
                         "everything needed to remake it.")
-    mode, params = details.get("mode"), dict(details.get("params") or {})
+    mode, params = details.get("mode"), runs.rerun_request(run)
     if not mode or not params:
         raise UserError(f"{run.path.name}/details.json has no mode or parameters to rerun.")
-    for key in ("init_image", "image_prompt"):
-        value = params.get(key)
-        if isinstance(value, str) and value and not Path(value).is_file():
-            copies = sorted((run.path / runs.INPUTS).glob(f"{key.replace('_', '-')}*"))
-            if copies:
-                params[key] = str(copies[0])
     return mode, params, run.run_id
 
 

@@ -318,7 +318,7 @@ def generate(spec: VqganSpec, models: VqganModels, ctx: RunContext) -> Iterator[
         done = step
         show = step % frame_every == 0 or step == spec.steps or step == 1
         if spec.animate_every and step % spec.animate_every == 0:
-            animate(opt, image)
+            image = animate(opt, image)
         yield Progress(step, spec.steps, metrics, to_image(image) if show else None, frame=show)
     # 4. The final image and the state a continued run starts from
     with torch.no_grad(), opt.autocast:
@@ -424,7 +424,7 @@ def train_step(opt: Optimisation, step: int) -> tuple[torch.Tensor, dict]:
         key = f"loss/{loss.name}"
         named[key if key not in named else f"{key}#{len(named)}"] = loss(embeddings, cutouts.weights)
     if spec.tv_weight:
-        named["loss/tv"] = spec.tv_weight * tv_loss(image)
+        named["loss/tv"] = spec.tv_weight * tv_loss(opt.z)
     mse_weight = mse_weight_at(step, spec.mse_weight, spec.mse_decay, spec.mse_decay_every)
     if mse_weight:
         named["loss/mse"] = mse_loss(opt.z, opt.z_start, mse_weight)
@@ -446,15 +446,26 @@ def _backward_and_step(opt: Optimisation, total: torch.Tensor) -> None:
         opt.scaler.update()
 
 
-def animate(opt: Optimisation, image: torch.Tensor) -> None:
-    """Move the image one frame's worth and continue from its encoding (fresh optimiser moments)."""
+def animate(opt: Optimisation, image: torch.Tensor) -> torch.Tensor:
+    """Move the current image one frame's worth and continue from its quantised encoding.
+
+    The image moved is the latent *after* this step's update, decoded again (as the VQGAN-CLIP
+    generator's zoom video does before its next step): moving the step's own decode, made before
+    the update, would throw the update away. Returns the frame shown (the image before the move).
+    The optimiser's moments are reset: they belong to the old layout. The MSE target follows the
+    move, as the generator sets ``z_orig`` to the new encoding. Without motion nothing moves and
+    the step's own image is the frame (no extra decode).
+    """
     if opt.spec.motion.still:
-        return
+        return image
+    with torch.no_grad(), opt.autocast:
+        current = opt.synth(opt.z).float()
     with torch.no_grad():
-        # The step's own decode is the frame being moved: no extra decode.
-        moved = move_pixels(image.float(), opt.spec.motion).clamp(0, 1)
+        moved = move_pixels(current, opt.spec.motion).clamp(0, 1)
         opt.z.copy_(opt.synth.encode(moved))
+        opt.z_start.copy_(opt.z)
     opt.optimiser.state.clear()
+    return current
 
 
 def _result_details(opt: Optimisation) -> dict:

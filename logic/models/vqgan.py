@@ -78,12 +78,15 @@ class Vqgan(nn.Module):
         return self.decoder(self.post_quant_conv(z_q))
 
     def encode_to_latent(self, image: torch.Tensor) -> torch.Tensor:
-        """An image in [-1, 1] to (unquantised) latent vectors in code space."""
+        """An image in [-1, 1] to latent vectors in code space, before the nearest-code search.
+
+        A GumbelVQ encoder speaks logits over the codebook: its latent is already the most likely
+        code (the argmax, what taming's GumbelQuantize converges to at low temperature), never the
+        soft expectation over codes, which is no code at all and decodes to a blur."""
         h = self.quant_conv(self.encoder(image))
         if self.gumbel:
-            # GumbelVQ's encoder speaks logits over the codebook; take the most likely code.
-            logits = self.quantize.proj(h)
-            return torch.einsum("bnhw,nd->bdhw", logits.softmax(1), self.codebook)
+            indices = self.quantize.proj(h).argmax(1)
+            return self.codebook[indices].movedim(-1, 1)
         return h
 
 

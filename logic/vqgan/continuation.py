@@ -60,11 +60,22 @@ def check_same_model(path: str | Path, details: dict, vqgan_name: str) -> None:
                         f"{vqgan_name!r}: continue with the same model (--vqgan {parent}).")
 
 
-def inherited_params(path: str | Path) -> dict:
-    """The parent's settings, the base a continued run's own settings override."""
-    details = runs.read_details(Path(path).expanduser()) or {}
-    params = details.get("params") or {}
-    return {k: v for k, v in params.items() if k not in NOT_INHERITED}
+def inherited_params(path: str | Path, depth: int = 0) -> dict:
+    """The parent's settings, the base a continued run's own settings override.
+
+    Taken from what the parent was asked (its rerun request: the prompt as typed, not rewritten
+    for an artist; the size asked for) over, for a parent that itself continued a run, what that
+    one inherited; with the recorded seed and models pinned."""
+    try:
+        run = runs.open_run(Path(path).expanduser())
+    except UserError:
+        return {}
+    request = runs.rerun_request(run)
+    base = {}
+    if request.get("continue_from") and depth < 100:
+        base = inherited_params(request["continue_from"], depth + 1)
+    merged = {**base, **request}
+    return {k: v for k, v in merged.items() if k not in NOT_INHERITED}
 
 
 def load_state(path: str | Path, device) -> dict:

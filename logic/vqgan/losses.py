@@ -2,7 +2,7 @@
 
 ``PromptLoss``: the notebook's squared spherical (great-circle) distance between CLIP embeddings,
 weighted, floored at ``stop``; one class for text and image prompts.
-``tv_loss``: total variation (Rudin, Osher & Fatemi 1992) as in Crowson's notebooks, smoothing pixels.
+``tv_loss``: the vqgan-clip-app's total variation of the latent (Rudin, Osher & Fatemi 1992).
 ``mse_weight_at``: the weight of an MSE pull toward the start latent, reduced step by step.
 """
 
@@ -40,12 +40,16 @@ class PromptLoss(torch.nn.Module):
         return abs(self.weight) * mean
 
 
-def tv_loss(pixels: torch.Tensor) -> torch.Tensor:
-    """Mean squared difference between neighbouring pixels (edges replicated)."""
-    padded = F.pad(pixels, (0, 1, 0, 1), "replicate")
+def tv_loss(z: torch.Tensor) -> torch.Tensor:
+    """The vqgan-clip-app's TV regulariser, on the latent (not the pixels).
+
+    Per latent position, ``sqrt(mean over channels of (dx² + dy² + 1e-8))`` with replicated edges,
+    averaged over positions: an L1-like total variation (Rudin, Osher & Fatemi 1992) of the code
+    map, so the weight means what ``tv_loss_weight`` meant there (default 1e-3)."""
+    padded = F.pad(z, (0, 1, 0, 1), "replicate")
     x_diff = padded[..., :-1, 1:] - padded[..., :-1, :-1]
     y_diff = padded[..., 1:, :-1] - padded[..., :-1, :-1]
-    return (x_diff.pow(2) + y_diff.pow(2)).mean()
+    return (x_diff.pow(2) + y_diff.pow(2) + 1e-8).mean(dim=1).sqrt().mean()
 
 
 def mse_weight_at(step: int, weight: float, decay: float, every: int) -> float:

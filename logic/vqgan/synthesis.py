@@ -78,9 +78,12 @@ class Synthesiser:
         return clamp_with_grad(decoded.float().add(1).div(2), 0, 1)
 
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Pixels in [0, 1] (B, 3, H, W) -> latent vectors (no gradient)."""
+        """Pixels in [0, 1] (B, 3, H, W) -> quantised latent codes (no gradient).
+
+        As taming's ``VQModel.encode`` returns them to the references: every vector is a codebook
+        entry, so a start from pixels, an animation move and the MSE target are on the codebook."""
         with torch.no_grad():
-            return self.vqgan.encode_to_latent(pixels.mul(2).sub(1)).float()
+            return self.quantiser.nearest(self.vqgan.encode_to_latent(pixels.mul(2).sub(1)).float())
 
     def clamp_(self, z: torch.Tensor) -> None:
         """Keep latents inside the codebook's range, as the notebook does after each step."""
