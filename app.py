@@ -57,7 +57,7 @@ def queue_run(mode: str, params: dict, errors=st.sidebar) -> bool:
     return True
 
 
-ARTIST_MODES = ("vqgan", "diffusion")
+ARTIST_MODES = ("vqgan", "diffusion", "walk")
 
 
 def show_setup_banner(mode: str) -> None:
@@ -75,7 +75,8 @@ def confirm_artist(mode: str, params: dict) -> None:
     from ui.artists import artist_panel
 
     st.subheader("Artist style")
-    choice = artist_panel(params.get("prompt", ""), key="pending", demo=bool(params.get("demo")))
+    prompt = params.get("prompt") or next(iter(params.get("prompts") or []), "")  # a walk matches its first
+    choice = artist_panel(prompt, key="pending", demo=bool(params.get("demo")))
     run_col, cancel_col = st.columns([1, 4])
     if run_col.button("Run", type="primary", key="pending_run"):
         artist = choice["artist"] if choice else None

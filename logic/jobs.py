@@ -228,16 +228,18 @@ def _load_and_prepare(engine, spec, run: runs.Run, device: str, cache: ModelCach
                                lambda: engine.load_models(spec, device, lambda m: setattr(state, "message", m)))
     load_s = round(time.perf_counter() - started, 3) if loaded else 0.0
     spec = engine.prepare(spec, models)
-    spec, artist_match = _match_artist(spec, models, device, state)
+    spec, artist_match = _match_artist(engine, spec, models, device, state)
     record_resolved(run, spec, **engine.describe(spec, models), **artist_match)
     state.message = ""
     return spec, models, load_s
 
 
-def _match_artist(spec, models, device: str, state: JobState):
+def _match_artist(engine, spec, models, device: str, state: JobState):
     """For specs with ``match_artist``: the prompt rewritten in the closest (or chosen) artist's style.
 
     Done here, once for every engine, after the models are loaded so a VQGAN run's CLIP is reused.
+    An engine with several prompts (a walk) gives ``with_artist(spec, rewrite)``: the first prompt
+    picks the artist and every prompt is rewritten in that one artist's style.
     """
     if not getattr(spec, "match_artist", False):
         return spec, {}
@@ -245,9 +247,21 @@ def _match_artist(spec, models, device: str, state: JobState):
 
     state.message = "Matching the artist…"
     settings = artist_settings(demo=getattr(spec, "demo", False) or None, device=device)
-    prompt_used, record = apply_artist_match(spec.prompt, settings, clip_model=getattr(models, "clip", None),
+    clip = getattr(models, "clip", None)
+    with_artist = getattr(engine, "with_artist", None)
+    first = spec.prompts[0] if with_artist else spec.prompt
+    prompt_used, record = apply_artist_match(first, settings, clip_model=clip,
                                              chosen_artist=getattr(spec, "artist", None))
-    return dataclasses.replace(spec, prompt=prompt_used), {"artist_match": record}
+    if with_artist is None:
+        return dataclasses.replace(spec, prompt=prompt_used), {"artist_match": record}
+    artist = record.get("artist") if prompt_used != first else None
+
+    def rewrite(prompt: str) -> str:
+        if artist is None:
+            return prompt
+        return prompt_used if prompt == first else apply_artist_match(prompt, settings, clip, artist)[0]
+
+    return with_artist(spec, rewrite), {"artist_match": record}
 
 
 def _iterate(events, recorder: _RunRecorder) -> Result | None:

@@ -38,7 +38,7 @@ def test_walk_with_one_seed_uses_it_for_every_prompt():
     ({"prompts": ["only one"]}, "two or more"),
     ({"prompts": ["a", "b", "c"], "seeds": [1, 2]}, "one per prompt (3)"),
     ({"prompts": ["a", "b"], "frames": 0}, "Frames per segment"),
-    ({"prompts": ["a", "b"], "easing": "bounce"}, "Available: linear, ease-in-out"),
+    ({"prompts": ["a", "b"], "easing": "bounce"}, "Available: slow-middle, linear, slow-ends"),
 ])
 def test_walk_bad_input(change, words):
     tiny_models()
@@ -56,7 +56,59 @@ def test_slerp_ends_exactly_and_keeps_the_norm():
     assert torch.equal(walk.slerp(0.3, a, a.clone()), a)  # equal seeds: the same noise throughout
 
 
-def test_easing_starts_and_ends_slowly():
-    assert walk.ease(0.0, "ease-in-out") == 0 and walk.ease(1.0, "ease-in-out") == 1
-    assert walk.ease(0.1, "ease-in-out") < 0.1 < walk.ease(0.1, "linear") + 1e-9
-    assert walk.ease(0.5, "ease-in-out") == pytest.approx(0.5)
+def test_slow_ends_easing_starts_and_ends_slowly_and_keeps_its_old_name():
+    assert walk.ease(0.0, "slow-ends") == 0 and walk.ease(1.0, "slow-ends") == 1
+    assert walk.ease(0.1, "slow-ends") < 0.1 < walk.ease(0.1, "linear") + 1e-9
+    assert walk.ease(0.5, "slow-ends") == pytest.approx(0.5)
+    assert walk.ease(0.3, "ease-in-out") == walk.ease(0.3, "slow-ends")  # runs recorded with the old name
+
+
+def test_default_easing_makes_the_middle_steps_smaller():
+    """Seed 002 asked for smaller steps in the middle, where the picture changes most."""
+    tiny_models()
+    spec = walk.build_spec({**WALK, "prompts": ["a", "b"], "seeds": [1], "frames": 8})
+    assert spec.easing == "slow-middle"
+    ts = [t for _, b, t in walk.frame_plan(spec) if b == 1][:-1] + [1.0]
+    ts = [0.0] + ts
+    steps = np.diff(ts)
+    assert np.all(steps > 0) and ts[-1] == 1.0
+    assert steps[3] < steps[0] / 2 and steps[4] < steps[-1] / 2  # middle steps ~1/3 of the end steps
+
+
+def test_ancestral_noise_of_every_step_follows_the_slerp():
+    """The sampler's per-step draw is slerp(t, seed a's draw, seed b's draw), both generators advanced."""
+    from diffusers import EulerAncestralDiscreteScheduler
+    from diffusers.schedulers import scheduling_euler_ancestral_discrete as module
+
+    scheduler = EulerAncestralDiscreteScheduler()
+    gen_a, gen_b = torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)
+    ref_a, ref_b = torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)
+    with walk.follow_slerp(scheduler, 0.3, gen_a, gen_b):
+        for _ in range(2):  # two steps: both generators move on as in their single runs
+            drawn = module.randn_tensor((1, 4, 8, 8), generator=gen_a)
+            expected = walk.slerp(0.3, torch.randn(1, 4, 8, 8, generator=ref_a), torch.randn(1, 4, 8, 8, generator=ref_b))
+            assert torch.allclose(drawn, expected)
+    plain = module.randn_tensor((1, 4, 8, 8), generator=gen_a)  # after the frame: diffusers' own draw again
+    assert torch.equal(plain, torch.randn(1, 4, 8, 8, generator=ref_a))
+
+
+def test_euler_a_walk_has_no_jump_between_frames():
+    """Consecutive-frame differences stay even: no generator swap mid-segment, none at the keyframe."""
+    import tempfile
+    import threading
+    from pathlib import Path
+
+    from logic.engines.base import Progress, RunContext
+
+    from sd_helpers import CACHE
+
+    tiny_models()
+    spec = walk.build_spec({**WALK, "scheduler": "Euler a", "steps": 4, "prompts": ["a red fox", "a red fox"],
+                            "seeds": [3, 4], "frames": 8, "easing": "linear"})
+    models, _ = CACHE.get(walk.model_key(spec, "cpu"), lambda: walk.load_models(spec, "cpu"))
+    spec = walk.prepare(spec, models)
+    ctx = RunContext(Path(tempfile.mkdtemp()), "cpu", threading.Event())
+    frames = [np.asarray(e.image).astype(float) for e in walk.generate(spec, models, ctx)
+              if isinstance(e, Progress) and e.frame]
+    diffs = [np.abs(b - a).mean() for a, b in zip(frames, frames[1:])]
+    assert len(frames) == 9 and max(diffs) < 1.6 * float(np.median(diffs)), diffs

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from logic.engines.walk import EASING_ALIASES, EASINGS
 from ui import sd_widgets as w
 
 TITLE = "Prompt walk"
@@ -20,8 +21,11 @@ def sidebar(defaults: dict) -> dict | None:
         col1, col2 = st.columns(2)
         frames = col1.number_input("Frames per segment", 1, 10_000, int(defaults.get("frames", 24)), key="walk_frames")
         fps = col2.number_input("FPS", 1, 120, int(defaults.get("fps", 12)), key="walk_fps")
-        easing = st.radio("Easing", ["ease-in-out", "linear"], horizontal=True, key="walk_easing",
-                          index=0 if defaults.get("easing", "ease-in-out") == "ease-in-out" else 1)
+        default_easing = EASING_ALIASES.get(defaults.get("easing"), defaults.get("easing"))
+        easing = st.radio("Steps between keyframes", list(EASINGS), horizontal=True, key="walk_easing",
+                          index=EASINGS.index(default_easing) if default_easing in EASINGS else 0,
+                          help="slow-middle: smaller steps where the prompts meet (the picture changes most "
+                               "there); linear: even steps; slow-ends: smaller steps near the keyframes")
         gif = st.checkbox("Also make a GIF", bool(defaults.get("gif", False)), key="walk_gif")
         sampling = w.sampling("walk_", defaults)
         extra = w.memory("walk_", defaults)

@@ -7,16 +7,26 @@ Between keyframe prompts *a* and *b*, frame *f* of ``frames`` has t = ease(f / f
   "stable diffusion walk" and Nerdy Rodent's notebooks): Gaussian noise keeps its norm on a sphere,
   a straight line between two noises would pass through low-norm noise and wash the frame out.
   Equal seeds give the same noise throughout;
-* the generator for ancestral samplers is the nearer keyframe's, advanced exactly as in a single run.
+* ancestral samplers ("Euler a", "DPM2 a", the SDE solvers, DDPM) draw fresh noise at every step:
+  that noise follows the slerp too. Both keyframes' generators draw, advanced exactly as in their
+  single runs, and the sampler gets ``slerp(t, draw_a, draw_b)`` (``follow_slerp``), so no frame
+  jumps where one seed's generator would take over from the other's.
+
+``t`` steps evenly (``linear``), or in smaller steps in the middle of a segment (``slow-middle``,
+the default: the picture changes most where the two prompts meet), or smaller steps at the ends
+(``slow-ends``, the smooth cubic; runs recorded as ``ease-in-out`` mean this one).
 
 At t = 0 the frame is made from exactly the tensors a single-prompt run with that seed uses, so
-every keyframe reproduces that run's image.
+every keyframe reproduces that run's image. With ``match_artist`` every keyframe prompt is
+rewritten in one artist's style (matched on the first prompt), so the style holds along the walk.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -31,7 +41,9 @@ from .base import Progress, Result, RunContext
 
 MODE = "walk"
 TITLE = "Prompt walk"
-EASINGS = ("linear", "ease-in-out")
+EASINGS = ("slow-middle", "linear", "slow-ends")
+EASING_ALIASES = {"ease-in-out": "slow-ends"}  # the name runs recorded before it said what it does
+SLOW_MIDDLE = 0.5  # slow-middle's steps are (1 - 0.5) / (1 + 0.5) = 1/3 of the end steps' size
 MAX_FRAMES = 10_000
 
 
@@ -45,7 +57,7 @@ class WalkSpec:
     model: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"
     lora: list[str] = field(default_factory=list)
     frames: int = 24
-    easing: str = "ease-in-out"
+    easing: str = "slow-middle"
     steps: int = 25
     cfg: float = 7.0
     size: list[int] = field(default_factory=lambda: [512, 512])
@@ -55,6 +67,8 @@ class WalkSpec:
     precision: str = "auto"
     memory: str = "auto"
     safety: bool = True
+    match_artist: bool = False       # rewrite every keyframe prompt in the closest artist's style
+    artist: str | None = None        # the artist the user picked (else the best match)
     demo: bool = False
     size_requested: list[int] | None = None
 
@@ -87,6 +101,7 @@ def build_spec(params: dict) -> WalkSpec:
     spec = common.check_size(spec)
     if isinstance(spec.frames, bool) or not isinstance(spec.frames, int) or not 1 <= spec.frames <= MAX_FRAMES:
         raise UserError(f"Frames per segment must be a whole number from 1 to {MAX_FRAMES}, not {spec.frames}.")
+    spec.easing = EASING_ALIASES.get(spec.easing, spec.easing)
     if spec.easing not in EASINGS:
         raise UserError(f"Unknown easing {spec.easing!r}. Available: {', '.join(EASINGS)}.")
     if not isinstance(spec.fps, (int, float)) or not 0 < spec.fps <= 120:
@@ -126,8 +141,21 @@ def describe(spec: WalkSpec, models: SdModels) -> dict:
 # 3. The maths ------------------------------------------------------------------------------------
 
 def ease(t: float, easing: str) -> float:
-    """Linear, or the smooth cubic (3t^2 - 2t^3) that starts and ends slowly."""
-    return t if easing == "linear" else t * t * (3 - 2 * t)
+    """Where frame ``t`` (0..1 of a segment) sits between the keyframes.
+
+    ``slow-middle``: ``t + k sin(2πt) / 2π``, whose slope 1 + k cos(2πt) is smallest at t = 0.5;
+    ``slow-ends``: the smooth cubic 3t² − 2t³ (slope 0 at the ends); ``linear``: t."""
+    easing = EASING_ALIASES.get(easing, easing)
+    if easing == "linear":
+        return t
+    if easing == "slow-ends":
+        return t * t * (3 - 2 * t)
+    return t + SLOW_MIDDLE * math.sin(2 * math.pi * t) / (2 * math.pi)
+
+
+def with_artist(spec: WalkSpec, rewrite) -> WalkSpec:
+    """Every keyframe prompt rewritten by ``rewrite(prompt) -> prompt`` (the job layer's artist match)."""
+    return dataclasses.replace(spec, prompts=[rewrite(p) for p in spec.prompts])
 
 
 def slerp(t: float, v0: torch.Tensor, v1: torch.Tensor, dot_threshold: float = 0.9995) -> torch.Tensor:
@@ -156,6 +184,55 @@ def frame_plan(spec: WalkSpec) -> list[tuple[int, int, float]]:
     last = len(spec.prompts) - 1
     plan.append((last, last, 0.0))
     return plan
+
+
+# Ancestral noise that follows the slerp ---------------------------------------------------------
+#
+# diffusers' samplers draw their per-step noise with ``randn_tensor(shape, generator=...)``, named
+# in each scheduler's module. ``follow_slerp`` wraps that name once per module: a draw with a
+# generator registered for the current frame is made by both keyframes' generators and slerped;
+# any other draw (other runs, other threads) goes to diffusers unchanged.
+
+_FOLLOWING: dict[int, tuple[float, torch.Generator]] = {}
+_FOLLOWING_LOCK = threading.Lock()
+
+
+def _slerped_randn(original):
+    def randn_tensor(shape, generator=None, *args, **kwargs):
+        follow = _FOLLOWING.get(id(generator)) if isinstance(generator, torch.Generator) else None
+        if follow is None:
+            return original(shape, generator, *args, **kwargs)
+        t, other = follow
+        draw_a = original(shape, generator, *args, **kwargs)
+        draw_b = original(shape, other, *args, **kwargs)
+        return slerp(t, draw_a, draw_b)
+
+    randn_tensor.follows_slerp = True
+    return randn_tensor
+
+
+def _hook_scheduler_noise(scheduler) -> None:
+    module = sys.modules.get(type(scheduler).__module__)
+    with _FOLLOWING_LOCK:
+        original = getattr(module, "randn_tensor", None)
+        if original is not None and not getattr(original, "follows_slerp", False):
+            module.randn_tensor = _slerped_randn(original)
+
+
+class follow_slerp:
+    """While a frame renders: the sampler's noise drawn with ``gen_a`` is slerp(t, gen_a's, gen_b's)."""
+
+    def __init__(self, scheduler, t: float, gen_a: torch.Generator, gen_b: torch.Generator):
+        self.scheduler, self.t, self.gen_a, self.gen_b = scheduler, t, gen_a, gen_b
+
+    def __enter__(self):
+        if self.t != 0 and self.gen_a is not self.gen_b:
+            _hook_scheduler_noise(self.scheduler)
+            _FOLLOWING[id(self.gen_a)] = (self.t, self.gen_b)
+        return self
+
+    def __exit__(self, *exc):
+        _FOLLOWING.pop(id(self.gen_a), None)
 
 
 def initial_noise(pipe, seed: int, size: list[int]) -> tuple[torch.Tensor, torch.Generator]:
@@ -193,18 +270,19 @@ def generate(spec: WalkSpec, models: SdModels, ctx: RunContext) -> Iterator[Prog
         noise_b, gen_b = initial_noise(pipe, spec.seeds[b], spec.size) if b != a else (noise_a, gen_a)
         kwargs = dict(prompt_embeds=embeddings[a] if t == 0 else torch.lerp(embeddings[a], embeddings[b], t),
                       negative_prompt_embeds=negative, latents=slerp(t, noise_a, noise_b),
-                      generator=gen_a if t < 0.5 else gen_b, num_inference_steps=spec.steps,
+                      generator=gen_a, num_inference_steps=spec.steps,
                       guidance_scale=float(spec.cfg), width=spec.size[0], height=spec.size[1], output_type="pil")
-        # 4.3 Denoise, reporting each step
+        # 4.3 Denoise, reporting each step (ancestral noise follows the slerp)
         output = None
-        for event in common.stream_pipeline(pipe, kwargs, ctx):
-            if isinstance(event, common.StepEvent):
-                total = len(plan) * event.total
-                yield Progress(index * event.total + event.step, total,
-                               message=f"Frame {index + 1} of {len(plan)}")
-                step = index * event.total + event.step
-            else:
-                output = event
+        with follow_slerp(pipe.scheduler, t, gen_a, gen_b):
+            for event in common.stream_pipeline(pipe, kwargs, ctx):
+                if isinstance(event, common.StepEvent):
+                    total = len(plan) * event.total
+                    yield Progress(index * event.total + event.step, total,
+                                   message=f"Frame {index + 1} of {len(plan)}")
+                    step = index * event.total + event.step
+                else:
+                    output = event
         if ctx.stopped and index > 0:
             break  # an interrupted frame is half-made: the video keeps the finished ones
         image = output.images[0]
