@@ -112,3 +112,12 @@ def test_euler_a_walk_has_no_jump_between_frames():
               if isinstance(e, Progress) and e.frame]
     diffs = [np.abs(b - a).mean() for a, b in zip(frames, frames[1:])]
     assert len(frames) == 9 and max(diffs) < 1.6 * float(np.median(diffs)), diffs
+
+
+def test_walk_matches_an_artist_for_every_keyframe(output_dir):
+    run, state = run_engine("walk", output_dir, **WALK, prompts=["a fox", "a bird"], seeds=[1], frames=1,
+                            match_artist=True, artist="Eve Rings", demo=True)  # the demo artists and model
+    assert state.status == runs.DONE, state.error
+    assert run.details["request"]["prompts"] == ["a fox", "a bird"]
+    assert run.details["resolved"]["prompts"] == ["a fox, in the style of Eve Rings", "a bird, in the style of Eve Rings"]
+    assert run.details["artist_match"]["artist"] == "Eve Rings"

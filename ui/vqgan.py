@@ -9,7 +9,7 @@ import streamlit as st
 
 from logic import runs, settings
 from logic.models.catalog import vqgan_choices
-from logic.vqgan.cutouts import CUT_METHODS
+from logic.vqgan.cutouts import AUGMENTS, CUT_METHODS
 from logic.vqgan.optimisers import OPTIMISERS
 from logic.vqgan.starts import INIT_NOISES
 from ui.common import parse_seed
@@ -43,6 +43,8 @@ def sidebar(defaults: dict) -> dict | None:
                                             key="vqgan_image_prompts")
             prompt_weights = st.text_input("Their weights[:stop], comma separated (empty = 1)", "",
                                            key="vqgan_image_prompt_weights", help="e.g. 1, 0.5:-0.2")
+            noise_prompts = st.text_input("Noise prompts, seed:weight, comma separated", "",
+                                          key="vqgan_noise_prompts", help="random CLIP targets, e.g. 42:0.5")
             init_file = st.file_uploader("Init image", IMAGE_TYPES, key="vqgan_init_image")
             init_noise = st.selectbox("Start without an image from", INIT_NOISES,
                                       index=INIT_NOISES.index(defaults["init_noise"]), key="vqgan_init_noise")
@@ -66,6 +68,9 @@ def sidebar(defaults: dict) -> dict | None:
             cutn = st.number_input("Cutouts", 1, 256, int(defaults["cutn"]), key="vqgan_cutn")
             cut_pow = st.number_input("Cut power", 0.1, 10.0, float(defaults["cut_pow"]), 0.1, key="vqgan_cut_pow")
             augment = st.checkbox("Augmentations", bool(defaults["augment"]), key="vqgan_augment")
+            augments = st.multiselect("Which, in order (the notebook's by default)", list(AUGMENTS),
+                                      default=list(defaults.get("augments") or []), key="vqgan_augments",
+                                      format_func=lambda code: f"{code}: {AUGMENTS[code]}")
         with st.expander("Animation and video"):
             animate_every = st.number_input("Move every N steps (0 = no animation)", 0, 10_000,
                                             int(defaults["animate_every"]), key="vqgan_animate_every")
@@ -86,6 +91,7 @@ def sidebar(defaults: dict) -> dict | None:
     return {"prompt": prompt, "vqgan": model, "size": [int(width), int(height)], "steps": int(steps),
             "seed": parse_seed(seed), "lr": float(lr), "optimiser": optimiser, "cutn": int(cutn),
             "cut_pow": float(cut_pow), "cut_method": cut_method, "augment": bool(augment),
+            "augments": list(augments), "noise_prompts": [p.strip() for p in noise_prompts.split(",") if p.strip()],
             "story_every": int(story_every), "tv_weight": float(tv_weight), "mse_weight": float(mse_weight),
             "mse_decay": float(mse_decay), "mse_decay_every": int(mse_decay_every), "precision": precision,
             "image_prompts": image_prompt_params(prompt_files or [], prompt_weights),

@@ -10,7 +10,7 @@ import argparse
 
 from ..errors import UserError
 from ..settings import defaults
-from ..vqgan.cutouts import CUT_METHODS
+from ..vqgan.cutouts import AUGMENTS, CUT_METHODS
 from ..vqgan.optimisers import OPTIMISERS
 from ..vqgan.starts import INIT_NOISES
 from . import add_artist_arguments, add_common_arguments, artist_params
@@ -46,6 +46,8 @@ def register(subparsers) -> None:
     start = parser.add_argument_group("targets and start")
     start.add_argument("--image-prompt", action="append", metavar="PATH[:WEIGHT[:STOP]]", dest="image_prompts",
                        help="an image the result should resemble (repeatable)")
+    start.add_argument("--noise-prompt", action="append", metavar="SEED[:WEIGHT]", dest="noise_prompts",
+                       help="a random CLIP target drawn by its seed, as in the notebook (repeatable)")
     start.add_argument("--init-image", metavar="PATH", help="start from this image (resized to the run size)")
     start.add_argument("--init-noise", choices=INIT_NOISES, help="start without an image" + default("init_noise"))
     start.add_argument("--continue", dest="continue_from", metavar="RUN_DIR",
@@ -64,7 +66,10 @@ def register(subparsers) -> None:
     cuts.add_argument("--cut-pow", type=float, help=default("cut_pow").strip(" ()"))
     cuts.add_argument("--cut-method", choices=CUT_METHODS, help=default("cut_method").strip(" ()"))
     cuts.add_argument("--augment", action=argparse.BooleanOptionalAction,
-                      help="flips, affine, perspective, colour jitter, noise" + default("augment"))
+                      help="augment the cutouts (--aug list, then noise)" + default("augment"))
+    cuts.add_argument("--aug", "--augments", nargs="+", dest="augments", metavar="CODE",
+                      help="augmentations in order, as the VQGAN-CLIP generator's -aug: "
+                           + ", ".join(f"{k} {v}" for k, v in AUGMENTS.items()) + default("augments"))
     anim = parser.add_argument_group("animation and video")
     anim.add_argument("--zoom", type=float, help="scale per frame, >1 zooms in" + default("zoom"))
     anim.add_argument("--rotate", type=float, help="degrees per frame" + default("rotate"))
@@ -85,6 +90,8 @@ def spec_params(args) -> dict:
     params = {key: getattr(args, key) for key in PASSED_THROUGH}
     params["size"] = list(args.size) if args.size else None
     params["image_prompts"] = args.image_prompts
+    params["noise_prompts"] = args.noise_prompts
+    params["augments"] = args.augments
     params["continue_from"] = args.continue_from
     params["gif"] = args.gif
     params["demo"] = True if args.demo else None  # unset: a continued run keeps its parent's models

@@ -31,7 +31,7 @@ from ..models.vqgan import Vqgan, find_vqgan_pairs, load_vqgan, read_config, res
 from ..prompts import Prompt, parse_prompt, parse_prompts, plain_text
 from ..vqgan import continuation
 from ..vqgan.animation import Motion, move_pixels
-from ..vqgan.cutouts import CUT_METHODS, Cutter
+from ..vqgan.cutouts import CUT_METHODS, NOTEBOOK_AUGMENTS, Cutter, check_augments
 from ..vqgan.losses import PromptLoss, mse_loss, mse_weight_at, tv_loss
 from ..vqgan.optimisers import OPTIMISERS, canonical_optimiser, make_optimiser
 from ..vqgan.schedule import split_stages, stage_at
@@ -61,8 +61,10 @@ class VqganSpec:
     cutn: int = 32
     cut_pow: float = 1.0
     cut_method: str = "random"       # random | pooled
-    augment: bool = True
+    augment: bool = True             # False: no augmentations and no noise on the cutouts
+    augments: list[str] = field(default_factory=lambda: list(NOTEBOOK_AUGMENTS))  # generator "-aug" codes
     image_prompts: list[dict] = field(default_factory=list)   # {"path", "weight", "stop"}
+    noise_prompts: list[dict] = field(default_factory=list)   # {"seed", "weight"}: random CLIP targets
     init_image: str | None = None
     init_noise: str = "codes"        # codes | pixels | gradient (when there is no init image)
     continue_from: str | None = None  # a run folder whose latent and optimiser state go on
@@ -138,6 +140,11 @@ def _check_spec(spec: VqganSpec) -> None:
     _check_numbers(spec)
     spec.optimiser = canonical_optimiser(spec.optimiser)
     _check_choice("cut method", spec.cut_method, CUT_METHODS)
+    try:
+        spec.augments = check_augments(spec.augments)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    spec.noise_prompts = [_noise_prompt(item) for item in spec.noise_prompts or []]
     _check_choice("init noise", spec.init_noise, INIT_NOISES)
     _check_choice("precision", spec.precision, PRECISIONS)
     if spec.seed is not None and (isinstance(spec.seed, bool) or not isinstance(spec.seed, int)
@@ -199,6 +206,22 @@ def _image_prompt(item: str | dict) -> dict:
     path = Path(prompt.text).expanduser().resolve()
     open_user_image(path, "image prompt")
     return {"path": str(path), "weight": prompt.weight, "stop": prompt.to_dict()["stop"]}
+
+
+def _noise_prompt(item: str | dict) -> dict:
+    """``"SEED[:weight]"`` or {"seed", "weight"} -> {"seed": int, "weight": float}."""
+    if isinstance(item, dict):
+        seed, weight = item.get("seed"), item.get("weight", 1.0)
+    else:
+        seed, _, weight = str(item).partition(":")
+        weight = weight or 1.0
+    try:
+        seed, weight = int(seed), float(weight)
+    except (TypeError, ValueError):
+        raise UserError(f"The noise prompt {item!r} is not SEED:WEIGHT (e.g. 42:0.5).") from None
+    if not 0 <= seed <= MAX_SEED:
+        raise UserError(f"A noise prompt's seed must be between 0 and {MAX_SEED}, not {seed}.")
+    return {"seed": seed, "weight": weight}
 
 
 def _check_continue(spec: VqganSpec, vqgan_name: str) -> None:
@@ -342,8 +365,10 @@ def build_optimisation(spec: VqganSpec, models: VqganModels, device: str,
     autocast, scaler, precision = mixed_precision(spec.precision, device)
     with torch.no_grad():
         stages = [text_losses(parse_prompts(stage), models.clip, device) for stage in split_stages(spec.prompt)]
-    cutter = Cutter(models.clip.image_size, spec.cutn, spec.cut_pow, spec.cut_method, spec.augment, generator)
+    cutter = Cutter(models.clip.image_size, spec.cutn, spec.cut_pow, spec.cut_method, spec.augment, generator,
+                    spec.augments)
     image_losses = image_prompt_losses(spec, models.clip, cutter, device)
+    image_losses += noise_prompt_losses(spec, models.clip, device)
     notes = {"precision_used": precision}
     if spec.continue_from:
         z, optimiser, notes["continued"] = continued_latent(spec, synth, device)
@@ -373,16 +398,32 @@ def text_losses(prompts: list[Prompt], clip: ClipModel, device: str) -> list[Pro
 
 
 def image_prompt_losses(spec: VqganSpec, clip: ClipModel, cutter: Cutter, device: str) -> list[PromptLoss]:
-    """Each image prompt, resized to the run size, cut like the image and embedded (notebook style)."""
-    from ..vqgan.synthesis import to_pixels
+    """Each image prompt, scaled to the run's area keeping its aspect ratio (the references'
+    ``resize_image``), cut like the image and embedded."""
+    from ..vqgan.synthesis import fit_area, to_pixels
 
     losses = []
     for i, item in enumerate(spec.image_prompts):
-        pixels = to_pixels(open_user_image(item["path"], "image prompt"), spec.size, device)
+        image = fit_area(open_user_image(item["path"], "image prompt"), spec.size)
+        pixels = to_pixels(image, list(image.size), device)
         with torch.no_grad():
             embeddings = clip.encode_image(cutter(pixels).pixels)
         stop = float("-inf") if item.get("stop") is None else item["stop"]
         losses.append(PromptLoss(embeddings, item["weight"], stop, f"image-{i}").to(device))
+    return losses
+
+
+def noise_prompt_losses(spec: VqganSpec, clip: ClipModel, device: str) -> list[PromptLoss]:
+    """The notebook's noise prompts: a target drawn from N(0, 1) in CLIP's embedding space by its
+    own seed (a CPU generator, so a seed means the same target on every device)."""
+    if not spec.noise_prompts:
+        return []
+    with torch.no_grad():
+        dim = clip.encode_text([""], device).shape[-1]
+    losses = []
+    for item in spec.noise_prompts:
+        target = torch.empty(1, dim).normal_(generator=torch.Generator().manual_seed(item["seed"]))
+        losses.append(PromptLoss(target, item["weight"], float("-inf"), f"noise-{item['seed']}").to(device))
     return losses
 
 

@@ -1,13 +1,18 @@
 """Cutouts: the crops of the image that CLIP looks at each step.
 
 ``random``: Crowson's notebook cutouts, square crops with ``size = rand**cut_pow * (max - min) + min``,
-resampled for all crops at once by one ``roi_align`` call (it averages an adaptive number of samples
-per output pixel, like the notebook's area pooling, instead of one resample per crop).
+resampled exactly as the notebook's ``resample`` does (a Lanczos-2 antialiasing filter for the
+downscale, then bicubic), but for all crops at once: that resampling is linear and separable, so
+each crop is ``M_s X Mᵀ_s`` with one matrix ``M_s`` per crop size (cached), and all crops go
+through two batched matrix products instead of two convolutions and an interpolation each.
 ``pooled``: the VQGAN-CLIP generator's "latest" cutouts, the whole image through the mean of an
 adaptive average and an adaptive max pool, repeated ``cutn`` times.
 
-Augmentations (kornia, differentiable and batched): flips, affine, perspective, colour jitter, and
-noise of a random strength per cutout, as in the generator.
+Augmentations (kornia, differentiable and batched), chosen as a list of the VQGAN-CLIP
+generator's ``-aug`` codes, in the order given. The default is the notebook's stack (flip,
+sharpness, affine 30° p=0.8, perspective 0.2, colour jitter 0.01) with the notebook's strengths;
+codes the notebook lacks take the generator's. After them, as in both references, Gaussian noise
+of a random strength per cutout, then a clamp to [0, 1] that lets gradients through.
 
 Without augmentations, identical cutouts are encoded once and weighted by how often they occur
 (e.g. every random crop of an image no larger than CLIP's input is the whole image): the loss and
@@ -16,14 +21,48 @@ its gradient are the same, the CLIP work is not repeated.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from .synthesis import clamp_with_grad
+
 CUT_METHODS = ("random", "pooled")
 NOISE_FACTOR = 0.1
+
+
+def _augmentation(code: str, cut_size: int) -> torch.nn.Module:
+    """One augmentation by its generator code; Hf, Sh, Af, Pe, Ji with the notebook's strengths."""
+    import kornia.augmentation as K
+
+    makers = {
+        "Hf": lambda: K.RandomHorizontalFlip(p=0.5),
+        "Sh": lambda: K.RandomSharpness(0.3, p=0.4),
+        "Af": lambda: K.RandomAffine(degrees=30, translate=0.1, p=0.8, padding_mode="border"),
+        "Pe": lambda: K.RandomPerspective(0.2, p=0.4),
+        "Ji": lambda: K.ColorJitter(hue=0.01, saturation=0.01, p=0.7),
+        "Gn": lambda: K.RandomGaussianNoise(mean=0.0, std=1.0, p=0.5),
+        "Ro": lambda: K.RandomRotation(degrees=15, p=0.7),
+        "Et": lambda: K.RandomElasticTransform(p=0.7),
+        "Ts": lambda: K.RandomThinPlateSpline(scale=0.8, same_on_batch=True, p=0.7),
+        "Cr": lambda: K.RandomCrop(size=(cut_size, cut_size), pad_if_needed=True, padding_mode="reflect", p=0.5),
+        "Er": lambda: K.RandomErasing(scale=(0.1, 0.4), ratio=(0.3, 1 / 0.3), same_on_batch=True, p=0.7),
+        "Re": lambda: K.RandomResizedCrop(size=(cut_size, cut_size), scale=(0.1, 1), ratio=(0.75, 1.333),
+                                          cropping_mode="resample", p=0.5),
+    }
+    return makers[code]()
+
+
+# code -> what it does, for the sidebar, the CLI help and the error sentence
+AUGMENTS = {
+    "Hf": "horizontal flip", "Sh": "sharpness", "Af": "affine (rotate 30°, shift)", "Pe": "perspective",
+    "Ji": "colour jitter", "Gn": "Gaussian noise", "Ro": "rotation", "Et": "elastic", "Ts": "thin-plate spline",
+    "Cr": "random crop", "Er": "random erasing", "Re": "random resized crop",
+}
+NOTEBOOK_AUGMENTS = ("Hf", "Sh", "Af", "Pe", "Ji")
 
 
 @dataclass
@@ -45,14 +84,56 @@ def random_boxes(width: int, height: int, cut_size: int, cutn: int, cut_pow: flo
     return torch.stack([x0, y0, x0 + sizes, y0 + sizes], 1)
 
 
-def resample_boxes(image: torch.Tensor, boxes: torch.Tensor, cut_size: int) -> torch.Tensor:
-    """Every box of ``image`` (1, C, H, W) resampled to cut_size² in one batched call."""
-    from torchvision.ops import roi_align
+def _sinc(x: torch.Tensor) -> torch.Tensor:
+    return torch.where(x != 0, torch.sin(math.pi * x) / (math.pi * x), x.new_ones([]))
 
-    max_side = max(1.0, float((boxes[:, 2] - boxes[:, 0]).max()))
-    ratio = max(1, math.ceil(max_side / cut_size))
-    rois = torch.cat([torch.zeros(len(boxes), 1), boxes], 1).to(image)
-    return roi_align(image, rois, (cut_size, cut_size), sampling_ratio=ratio, aligned=True)
+
+def _lanczos(x: torch.Tensor, a: int) -> torch.Tensor:
+    out = torch.where((-a < x) & (x < a), _sinc(x) * _sinc(x / a), x.new_zeros([]))
+    return out / out.sum()
+
+
+def _ramp(ratio: float, width: int) -> torch.Tensor:
+    n = math.ceil(width / ratio + 1)
+    out = torch.arange(n, dtype=torch.float64).float() * ratio
+    return torch.cat([-out[1:].flip([0]), out])[1:-1]
+
+
+def notebook_resample_1d(x: torch.Tensor, size: int) -> torch.Tensor:
+    """The notebook's ``resample`` along dim 2 of (N, 1, L, 1): Lanczos-2 antialiasing when
+    shrinking (reflected edges), then bicubic with aligned corners."""
+    length = x.shape[2]
+    if size < length:
+        kernel = _lanczos(_ramp(size / length, 2), 2).to(x)
+        pad = (kernel.shape[0] - 1) // 2
+        x = F.conv2d(F.pad(x, (0, 0, pad, pad), "reflect"), kernel[None, None, :, None])
+    return F.interpolate(x, (size, 1), mode="bicubic", align_corners=True)
+
+
+@functools.lru_cache(maxsize=64)
+def resample_matrix(length: int, size: int, device: str = "cpu") -> torch.Tensor:
+    """(size, length): the notebook's resampling of a ``length`` signal to ``size`` samples, as a
+    matrix (the resample applied to every unit vector), built on ``device``. Cached: a run meets
+    the same crop sizes again and again (at most 64 kept, a few MB each)."""
+    eye = torch.eye(length, device=device).view(length, 1, length, 1)
+    return notebook_resample_1d(eye, size).view(length, size).T.contiguous()
+
+
+def resample_boxes(image: torch.Tensor, boxes: torch.Tensor, cut_size: int) -> torch.Tensor:
+    """Every square box of ``image`` (1, C, H, W) resampled to cut_size² as the notebook does, at once.
+
+    Crops are gathered into a (n, C, S, S) batch (S: the largest side; smaller crops leave zeros
+    that their matrix's zero columns ignore) and resampled by ``M X Mᵀ``."""
+    sizes = (boxes[:, 2] - boxes[:, 0]).long().tolist()
+    side = max(sizes)
+    device = image.device
+    matrices = torch.stack([F.pad(resample_matrix(size, cut_size, str(device)), (0, side - size))
+                            for size in sizes]).to(image.dtype)
+    steps = torch.arange(side)
+    rows = (boxes[:, 1].long()[:, None] + steps).clamp(max=image.shape[2] - 1).to(device)
+    cols = (boxes[:, 0].long()[:, None] + steps).clamp(max=image.shape[3] - 1).to(device)
+    crops = image[0][:, rows[:, :, None], cols[:, None, :]].movedim(0, 1)  # (n, C, S, S)
+    return matrices[:, None] @ crops @ matrices[:, None].transpose(-1, -2)
 
 
 def make_cutouts(image: torch.Tensor, cut_size: int, cutn: int, cut_pow: float,
@@ -66,17 +147,9 @@ def pooled_cutout(image: torch.Tensor, cut_size: int) -> torch.Tensor:
     return (F.adaptive_avg_pool2d(image, cut_size) + F.adaptive_max_pool2d(image, cut_size)) / 2
 
 
-def build_augmenter() -> torch.nn.Module:
-    """The generator's augmentation stack, from kornia (batched, differentiable)."""
-    import kornia.augmentation as K
-
-    return K.AugmentationSequential(
-        K.RandomHorizontalFlip(p=0.5),
-        K.RandomAffine(degrees=15, translate=0.1, p=0.7, padding_mode="border"),
-        K.RandomPerspective(0.7, p=0.7),
-        K.ColorJitter(hue=0.1, saturation=0.1, p=0.7),
-        data_keys=["input"],
-    )
+def build_augmenter(codes, cut_size: int) -> torch.nn.Module:
+    """The augmentations named by ``codes``, in that order (the generator's "pick your own")."""
+    return torch.nn.Sequential(*(_augmentation(code, cut_size) for code in codes))
 
 
 def add_noise(batch: torch.Tensor) -> torch.Tensor:
@@ -85,21 +158,35 @@ def add_noise(batch: torch.Tensor) -> torch.Tensor:
     return batch + strength * torch.randn_like(batch)
 
 
+def check_augments(codes) -> list[str]:
+    """The codes as given, or ValueError naming the unknown one and the known ones."""
+    codes = [str(c).strip() for c in (codes or [])]
+    for code in codes:
+        if code not in AUGMENTS:
+            raise ValueError(f"Unknown augmentation {code!r}. Known: "
+                             + ", ".join(f"{k} ({v})" for k, v in AUGMENTS.items()) + ".")
+    return codes
+
+
 class Cutter:
     """Turns the decoded image into the cutouts CLIP encodes this step."""
 
     def __init__(self, cut_size: int, cutn: int, cut_pow: float, method: str = "random",
-                 augment: bool = True, generator: torch.Generator | None = None):
+                 augment: bool = True, generator: torch.Generator | None = None,
+                 augments=NOTEBOOK_AUGMENTS):
         self.cut_size, self.cutn, self.cut_pow, self.method = cut_size, cutn, cut_pow, method
         self.generator = generator
-        self.augmenter = build_augmenter() if augment else None
+        self.augmenter = build_augmenter(augments, cut_size) if augment else None
 
     def __call__(self, image: torch.Tensor) -> Cutouts:
         if self.augmenter is not None:
-            return Cutouts(add_noise(self.augmenter(self._all(image))))
+            batch = add_noise(self.augmenter(self._all(image)))
+            return Cutouts(clamp_with_grad(batch, 0, 1))
         if self.method == "pooled":
             return Cutouts(pooled_cutout(image, self.cut_size))  # cutn identical crops: encode one
-        return self._unique_random(image)
+        cutouts = self._unique_random(image)
+        # Bicubic and Lanczos overshoot: the notebook clamps its cutouts, so does this.
+        return Cutouts(clamp_with_grad(cutouts.pixels, 0, 1), cutouts.weights)
 
     def _all(self, image: torch.Tensor) -> torch.Tensor:
         if self.method == "pooled":

@@ -105,3 +105,13 @@ def to_pixels(image: Image.Image, size: list[int], device) -> torch.Tensor:
         image = image.resize(tuple(size), Image.LANCZOS)
     array = torch.from_numpy(np.asarray(image).copy())
     return array.movedim(-1, 0).unsqueeze(0).float().div(255).to(device)
+
+
+def fit_area(image: Image.Image, size: list[int]) -> Image.Image:
+    """The references' ``resize_image``: scaled (Lanczos) to the area of ``size`` (never larger
+    than it is), keeping its aspect ratio, so an image prompt is not stretched to the run's shape."""
+    image = image.convert("RGB")
+    ratio = image.size[0] / image.size[1]
+    area = min(image.size[0] * image.size[1], size[0] * size[1])
+    fitted = round((area * ratio) ** 0.5), round((area / ratio) ** 0.5)
+    return image if fitted == image.size else image.resize(fitted, Image.LANCZOS)

@@ -1,0 +1,226 @@
+"""VQGAN+CLIP against the references, on random weights: each test recomputes what the notebook,
+the vqgan-clip-app or the VQGAN-CLIP generator computes (written out here, small) and compares."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from logic.engines import vqgan_clip as engine
+from logic.errors import UserError
+from logic.models.demo import DEMO_VQGAN_CONFIG
+from logic.models.vqgan import Vqgan
+from logic.vqgan import cutouts as cut
+from logic.vqgan.animation import move_pixels
+from logic.vqgan.losses import tv_loss
+from logic.vqgan.synthesis import Synthesiser, fit_area, to_pixels
+
+from vqgan_helpers import CACHE, TINY, run_vqgan, write_image
+
+
+def optimisation(**params):
+    spec = engine.build_spec({**TINY, **params})
+    models, _ = CACHE.get(engine.model_key(spec, "cpu"), lambda: engine.load_models(spec, "cpu"))
+    spec = engine.prepare(spec, models)
+    torch.manual_seed(spec.seed)
+    return engine.build_optimisation(spec, models, "cpu", torch.Generator().manual_seed(spec.seed))
+
+
+def is_on_codebook(z: torch.Tensor, codebook: torch.Tensor) -> bool:
+    vectors = z.movedim(1, -1).reshape(-1, z.shape[1])
+    distances = torch.cdist(vectors, codebook.detach(), compute_mode="donot_use_mm_for_euclid_dist")
+    return bool(distances.min(1).values.max() < 1e-6)
+
+
+# 1. Animation moves the latent after the step's update ---------------------------------------------
+
+def test_animation_moves_the_updated_latent_not_the_image_before_the_update():
+    opt = optimisation(prompt="a red fox", animate_every=1, zoom=1.2, lr=2.0)
+    before_update, _ = engine.train_step(opt, 1)
+    updated = opt.z.detach().clone()
+    with torch.no_grad():
+        after_update = opt.synth(updated)
+    assert not torch.allclose(after_update, before_update)  # the step changed the picture
+    engine.animate(opt, before_update)
+    # The generator's zoom video: decode the current z, move it, encode it again (quantised).
+    expected = opt.synth.encode(move_pixels(after_update, opt.spec.motion).clamp(0, 1))
+    assert torch.allclose(opt.z, expected) and torch.equal(opt.z_start, opt.z)
+
+
+def test_two_prompts_animated_every_step_give_different_latents():
+    latents = []
+    for prompt in ("a red fox", "a blue ocean"):
+        opt = optimisation(prompt=prompt, animate_every=1, zoom=1.1, lr=1.0)
+        for step in (1, 2):
+            image, _ = engine.train_step(opt, step)
+            engine.animate(opt, image)
+        latents.append(opt.z.detach().clone())
+    assert not torch.equal(*latents)
+
+
+# 2. Encodes are quantised, as taming's encode returns them -------------------------------------------
+
+def test_encode_returns_the_quantised_codes_of_taming_vqmodel():
+    torch.manual_seed(0)
+    vqgan = Vqgan(DEMO_VQGAN_CONFIG["model"]["params"]["ddconfig"], 32, DEMO_VQGAN_CONFIG["model"]["params"]["embed_dim"])
+    pixels = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        h = vqgan.quant_conv(vqgan.encoder(pixels * 2 - 1))
+        reference, _, _ = vqgan.quantize(h)  # taming's VectorQuantizer2, as VQModel.encode runs it
+    encoded = Synthesiser(vqgan).encode(pixels)
+    assert torch.allclose(encoded, reference, atol=1e-5) and is_on_codebook(encoded, vqgan.codebook)
+
+
+def test_gumbel_encode_takes_the_argmax_code_not_a_soft_mix():
+    torch.manual_seed(0)
+    params = DEMO_VQGAN_CONFIG["model"]["params"]
+    vqgan = Vqgan(params["ddconfig"], 32, params["ddconfig"]["z_channels"], gumbel=True).eval()
+    pixels = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        logits = vqgan.quantize.proj(vqgan.quant_conv(vqgan.encoder(pixels * 2 - 1)))
+        reference = vqgan.codebook[logits.argmax(1)].movedim(-1, 1)
+    assert torch.allclose(Synthesiser(vqgan).encode(pixels), reference)
+
+
+def test_starts_from_pixels_and_images_are_on_the_codebook(tmp_path):
+    image = write_image(tmp_path / "init.png", size=(40, 30))
+    for params in ({"init_noise": "pixels"}, {"init_noise": "gradient"}, {"init_image": str(image)}):
+        opt = optimisation(prompt="x", mse_weight=0.5, **params)
+        assert is_on_codebook(opt.z.detach(), opt.synth.vqgan.codebook), params
+        assert torch.equal(opt.z_start, opt.z.detach())  # the MSE target is the same quantised start
+
+
+# 3. TV: the vqgan-clip-app's, on the latent -----------------------------------------------------------
+
+def reference_tv(z: torch.Tensor) -> torch.Tensor:
+    """vqgan-clip-app's vqgan_utils.TVLoss, applied (as there) to the latent z."""
+    padded = F.pad(z, (0, 1, 0, 1), "replicate")
+    x_diff = padded[..., :-1, 1:] - padded[..., :-1, :-1]
+    y_diff = padded[..., 1:, :-1] - padded[..., :-1, :-1]
+    return (x_diff ** 2 + y_diff ** 2 + 1e-8).mean(dim=1).sqrt().mean()
+
+
+def test_tv_loss_is_the_apps_regulariser_on_the_latent():
+    z = torch.randn(1, 16, 6, 5, generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(tv_loss(z), reference_tv(z))
+    opt = optimisation(prompt="x", tv_weight=1e-3)
+    start = opt.z.detach().clone()
+    _, metrics = engine.train_step(opt, 1)
+    assert metrics["loss/tv"] == pytest.approx(1e-3 * float(reference_tv(start)), rel=1e-4)
+
+
+# 4. Cutouts and augmentations as the notebook makes them ----------------------------------------------
+
+def _sinc(x):
+    return torch.where(x != 0, torch.sin(math.pi * x) / (math.pi * x), x.new_ones([]))
+
+
+def _lanczos(x, a):
+    cond = torch.logical_and(-a < x, x < a)
+    out = torch.where(cond, _sinc(x) * _sinc(x / a), x.new_zeros([]))
+    return out / out.sum()
+
+
+def _ramp(ratio, width):
+    n = math.ceil(width / ratio + 1)
+    out = torch.empty([n])
+    cur = 0
+    for i in range(out.shape[0]):
+        out[i] = cur
+        cur += ratio
+    return torch.cat([-out[1:].flip([0]), out])[1:-1]
+
+
+def notebook_resample(input, size, align_corners=True):
+    """The notebook's ``resample`` (Lanczos-2 antialiasing, then bicubic), one crop at a time."""
+    n, c, h, w = input.shape
+    dh, dw = size
+    input = input.view([n * c, 1, h, w])
+    if dh < h:
+        kernel_h = _lanczos(_ramp(dh / h, 2), 2).to(input.device, input.dtype)
+        pad_h = (kernel_h.shape[0] - 1) // 2
+        input = F.pad(input, (0, 0, pad_h, pad_h), "reflect")
+        input = F.conv2d(input, kernel_h[None, None, :, None])
+    if dw < w:
+        kernel_w = _lanczos(_ramp(dw / w, 2), 2).to(input.device, input.dtype)
+        pad_w = (kernel_w.shape[0] - 1) // 2
+        input = F.pad(input, (pad_w, pad_w, 0, 0), "reflect")
+        input = F.conv2d(input, kernel_w[None, None, None, :])
+    input = input.view([n, c, h, w])
+    return F.interpolate(input, size, mode="bicubic", align_corners=align_corners)
+
+
+def test_batched_cutouts_resample_exactly_as_the_notebook():
+    image = torch.rand(1, 3, 96, 80, generator=torch.Generator().manual_seed(0))
+    boxes = cut.random_boxes(80, 96, 24, 8, 1.0, torch.Generator().manual_seed(1))
+    ours = cut.resample_boxes(image, boxes, 24)
+    reference = torch.cat([notebook_resample(image[:, :, int(y0):int(y1), int(x0):int(x1)], (24, 24))
+                           for x0, y0, x1, y1 in boxes.tolist()])
+    assert torch.allclose(ours, reference, atol=1e-5)
+
+
+def test_default_augmentations_are_the_notebooks_then_noise_then_clamp():
+    import kornia.augmentation as K
+
+    cutter = cut.Cutter(24, 8, 1.0, augments=engine.build_spec({**TINY, "prompt": "x"}).augments)
+    stack = list(cutter.augmenter)
+    assert [type(a) for a in stack] == [K.RandomHorizontalFlip, K.RandomSharpness, K.RandomAffine,
+                                        K.RandomPerspective, K.ColorJitter]
+    affine, perspective, jitter = (a._param_generator for a in stack[2:])
+    assert (stack[2].p, float(affine.degrees), stack[3].p, float(perspective.distortion_scale)) == (0.8, 30, 0.4, 0.2)
+    assert (stack[4].p, float(jitter.hue), float(jitter.saturation)) == (0.7, 0.01, 0.01)
+    torch.manual_seed(0)
+    pixels = cutter(torch.rand(1, 3, 48, 40)).pixels
+    assert pixels.shape == (8, 3, 24, 24) and pixels.min() >= 0 and pixels.max() <= 1  # clamped after the noise
+
+
+def test_augmentations_are_chosen_as_a_list_of_generator_codes(output_dir):
+    import kornia.augmentation as K
+
+    _, run, details = run_vqgan(output_dir, prompt="x", augment=True, augments=["Gn", "Ro", "Af"])
+    assert details["status"] == "done" and details["resolved"]["augments"] == ["Gn", "Ro", "Af"]
+    stack = list(cut.build_augmenter(["Gn", "Ro", "Af"], 24))
+    assert [type(a) for a in stack] == [K.RandomGaussianNoise, K.RandomRotation, K.RandomAffine]
+    with pytest.raises(UserError, match="Unknown augmentation 'Zz'. Known: Hf"):
+        engine.build_spec({**TINY, "prompt": "x", "augments": ["Zz"]})
+
+
+# 5. Image prompts keep their aspect ratio --------------------------------------------------------------
+
+def reference_resize_image(image, out_size):
+    """The references' ``resize_image`` (notebook, generator, vqgan-clip-app)."""
+    ratio = image.size[0] / image.size[1]
+    area = min(image.size[0] * image.size[1], out_size[0] * out_size[1])
+    size = round((area * ratio) ** 0.5), round((area / ratio) ** 0.5)
+    return image.resize(size, Image.LANCZOS)
+
+
+def test_image_prompts_keep_their_aspect_ratio(tmp_path, monkeypatch):
+    path = write_image(tmp_path / "wide.png", size=(120, 30))
+    source = Image.open(path).convert("RGB")
+    expected = reference_resize_image(source, (32, 32))
+    assert fit_area(source, [32, 32]).size == expected.size == (64, 16)
+    seen = []
+    real_cutter = cut.Cutter.__call__
+    monkeypatch.setattr(cut.Cutter, "__call__", lambda self, image: seen.append(image) or real_cutter(self, image))
+    optimisation(prompt="x", image_prompts=[str(path)])
+    assert torch.allclose(seen[0], to_pixels(expected, list(expected.size), "cpu"))
+
+
+# 6. Noise prompts ---------------------------------------------------------------------------------------
+
+def test_noise_prompts_are_the_notebooks_seeded_targets():
+    opt = optimisation(prompt="x", noise_prompts=["42:0.5", {"seed": 7}])
+    noise = [loss for loss in opt.image_losses if loss.name.startswith("noise-")]
+    assert [(l.name, l.weight) for l in noise] == [("noise-42", 0.5), ("noise-7", 1.0)]
+    dim = noise[0].embedding.shape[-1]
+    reference = torch.empty([1, dim]).normal_(generator=torch.Generator().manual_seed(42))
+    assert torch.allclose(noise[0].embedding, F.normalize(reference, dim=-1))
+    _, metrics = engine.train_step(opt, 1)
+    assert "loss/noise-42" in metrics
+    with pytest.raises(UserError, match="not SEED:WEIGHT"):
+        engine.build_spec({**TINY, "prompt": "x", "noise_prompts": ["fox:1"]})
