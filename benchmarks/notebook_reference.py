@@ -1,13 +1,17 @@
 """A lean, faithful copy of the public VQGAN+CLIP notebook's training step (Crowson, 2021).
 
 Kept as the yardstick for ``vqgan_bench.py``: one decode per step, cutouts cut and resampled one
-by one with ``F.adaptive_avg_pool2d``, the notebook's ``vector_quantize`` (full distance matrix and
-a one-hot matmul), its ``Prompt`` module and clamp. What the notebook does only for display
-(``checkin``: saving images, printing losses) is left out, so the reference is lean; augmentations
-are off, as in the benchmark's engine settings.
+by one with the notebook's ``resample`` (Lanczos-2 antialiasing, then bicubic), its augmentation
+stack (flip, sharpness, affine, perspective, colour jitter), noise and clamp, the notebook's
+``vector_quantize`` (full distance matrix and a one-hot matmul), its ``Prompt`` module and clamp.
+What the notebook does only for display (``checkin``: saving images, printing losses) is left
+out, so the reference is lean. ``augment=False`` drops the augmentations and the noise, as the
+engine's ``augment`` switch does.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +20,44 @@ from torch import nn
 # The notebook's two autograd helpers (straight-through, clamp with gradient) are the same code
 # as the engine's, so they are shared; what differs, and is timed, is below.
 from logic.vqgan.synthesis import clamp_with_grad, replace_grad
+
+
+def sinc(x):
+    return torch.where(x != 0, torch.sin(math.pi * x) / (math.pi * x), x.new_ones([]))
+
+
+def lanczos(x, a):
+    cond = torch.logical_and(-a < x, x < a)
+    out = torch.where(cond, sinc(x) * sinc(x / a), x.new_zeros([]))
+    return out / out.sum()
+
+
+def ramp(ratio, width):
+    n = math.ceil(width / ratio + 1)
+    out = torch.empty([n])
+    cur = 0
+    for i in range(out.shape[0]):
+        out[i] = cur
+        cur += ratio
+    return torch.cat([-out[1:].flip([0]), out])[1:-1]
+
+
+def resample(input, size, align_corners=True):
+    n, c, h, w = input.shape
+    dh, dw = size
+    input = input.view([n * c, 1, h, w])
+    if dh < h:
+        kernel_h = lanczos(ramp(dh / h, 2), 2).to(input.device, input.dtype)
+        pad_h = (kernel_h.shape[0] - 1) // 2
+        input = F.pad(input, (0, 0, pad_h, pad_h), 'reflect')
+        input = F.conv2d(input, kernel_h[None, None, :, None])
+    if dw < w:
+        kernel_w = lanczos(ramp(dw / w, 2), 2).to(input.device, input.dtype)
+        pad_w = (kernel_w.shape[0] - 1) // 2
+        input = F.pad(input, (pad_w, pad_w, 0, 0), 'reflect')
+        input = F.conv2d(input, kernel_w[None, None, None, :])
+    input = input.view([n, c, h, w])
+    return F.interpolate(input, size, mode='bicubic', align_corners=align_corners)
 
 
 def vector_quantize(x, codebook):
@@ -40,12 +82,25 @@ class Prompt(nn.Module):
         return self.weight.abs() * replace_grad(dists, torch.maximum(dists, self.stop)).mean()
 
 
+def notebook_augs():
+    import kornia.augmentation as K
+
+    return nn.Sequential(
+        K.RandomHorizontalFlip(p=0.5),
+        K.RandomSharpness(0.3, p=0.4),
+        K.RandomAffine(degrees=30, translate=0.1, p=0.8, padding_mode='border'),
+        K.RandomPerspective(0.2, p=0.4),
+        K.ColorJitter(hue=0.01, saturation=0.01, p=0.7))
+
+
 class MakeCutouts(nn.Module):
-    def __init__(self, cut_size, cutn, cut_pow=1.):
+    def __init__(self, cut_size, cutn, cut_pow=1., augment=True):
         super().__init__()
         self.cut_size = cut_size
         self.cutn = cutn
         self.cut_pow = cut_pow
+        self.augs = notebook_augs() if augment else None
+        self.noise_fac = 0.1 if augment else None
 
     def forward(self, input):
         sideY, sideX = input.shape[2:4]
@@ -57,20 +112,27 @@ class MakeCutouts(nn.Module):
             offsetx = torch.randint(0, sideX - size + 1, ())
             offsety = torch.randint(0, sideY - size + 1, ())
             cutout = input[:, :, offsety:offsety + size, offsetx:offsetx + size]
-            cutouts.append(F.adaptive_avg_pool2d(cutout, self.cut_size))
-        return clamp_with_grad(torch.cat(cutouts, dim=0), 0, 1)
+            cutouts.append(resample(cutout, (self.cut_size, self.cut_size)))
+        batch = torch.cat(cutouts, dim=0)
+        if self.augs is not None:
+            batch = self.augs(batch)
+        if self.noise_fac:
+            facs = batch.new_empty([self.cutn, 1, 1, 1]).uniform_(0, self.noise_fac)
+            batch = batch + facs * torch.randn_like(batch)
+        return clamp_with_grad(batch, 0, 1)
 
 
 class NotebookLoop:
     """The notebook's globals (model, perceptor, z, opt, pMs) gathered in one object."""
 
-    def __init__(self, vqgan, clip_model, mean, std, prompts, size, cutn, cut_pow=1.0, lr=0.1, seed=0):
+    def __init__(self, vqgan, clip_model, mean, std, prompts, size, cutn, cut_pow=1.0, lr=0.1, seed=0,
+                 augment=True):
         torch.manual_seed(seed)
         self.model, self.perceptor = vqgan, clip_model
         self.normalize = lambda x: (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
         cut_size = clip_model.visual.image_size
         cut_size = cut_size[0] if isinstance(cut_size, (tuple, list)) else cut_size
-        self.make_cutouts = MakeCutouts(cut_size, cutn, cut_pow=cut_pow)
+        self.make_cutouts = MakeCutouts(cut_size, cutn, cut_pow=cut_pow, augment=augment)
         codebook = vqgan.quantize.embedding.weight
         e_dim, n_toks = codebook.shape[1], codebook.shape[0]
         f = 2**(len(vqgan.decoder.ch_mult) - 1) if hasattr(vqgan.decoder, "ch_mult") else vqgan.factor

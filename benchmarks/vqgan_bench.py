@@ -1,8 +1,9 @@
 """VQGAN+CLIP speed: the engine beside a bare loop of the same computation and the notebook's loop.
 
 CPU (default): full-size architectures with random weights (taming's imagenet_f16_16384 config,
-open_clip ViT-B-32), 128x128, cutn 8, augmentations off. Three loops run side by side, interleaved
-in rounds so that a busy machine slows them alike:
+open_clip ViT-B-32), 128x128, cutn 8, the notebook's augmentations, noise and clamp on both sides
+(``--no-augment``: off on both). Three loops run side by side, interleaved in rounds so that a
+busy machine slows them alike:
 
   notebook  benchmarks/notebook_reference.py, the public notebook's step (goal: engine <= 0.85x)
   bare      the engine's own step functions in a plain for-loop (no progress, previews, files)
@@ -12,7 +13,7 @@ in rounds so that a busy machine slows them alike:
 GPU (``--gpu``, when CUDA exists): engine it/s and peak VRAM at 480x480 and 640x480, fp32 against
 mixed precision (bf16 where supported, else fp16), and the final losses of both.
 
-    python benchmarks/vqgan_bench.py [--steps 6] [--rounds 3] [--gpu]
+    python benchmarks/vqgan_bench.py [--steps 6] [--rounds 3] [--size 128 128] [--no-augment] [--gpu]
 """
 
 from __future__ import annotations
@@ -63,14 +64,18 @@ def full_size_models(device: str, folder: Path) -> engine.VqganModels:
     return engine.VqganModels(vqgan, clip, weights, "imagenet_f16_16384-random")
 
 
+AUGMENT = True  # set from --augment / --no-augment
+
+
 def bench_spec(size, steps, precision="fp32", **extra) -> engine.VqganSpec:
-    return engine.VqganSpec(prompt=PROMPT, size=list(size), steps=steps, seed=0, cutn=8, augment=False,
+    return engine.VqganSpec(prompt=PROMPT, size=list(size), steps=steps, seed=0, cutn=8, augment=AUGMENT,
                             precision=precision, **extra)
 
 
 def time_notebook(models, size, steps) -> float:
     clip = models.clip
-    loop = NotebookLoop(models.vqgan, clip.model, clip.mean, clip.std, (clip.tokenizer, [PROMPT]), size, 8)
+    loop = NotebookLoop(models.vqgan, clip.model, clip.mean, clip.std, (clip.tokenizer, [PROMPT]), size, 8,
+                        augment=AUGMENT)
     loop.train(0)  # warm-up, as the other loops get
     started = time.perf_counter()
     for i in range(steps):
@@ -119,7 +124,7 @@ def time_engine(models, size, steps, output: Path, device="cpu", precision="fp32
 
 def cpu(args) -> None:
     torch.set_grad_enabled(True)
-    size = [128, 128]
+    size = list(args.size)
     with tempfile.TemporaryDirectory() as tmp:
         models = full_size_models("cpu", Path(tmp))
         times = {"notebook": [], "bare": [], "engine": []}
@@ -130,7 +135,8 @@ def cpu(args) -> None:
             print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.3f} s/step" for k, v in times.items()),
                   flush=True)
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"\nCPU, {torch.get_num_threads()} threads, 128x128, cutn 8, no augmentation, "
+    augment = "the notebook's augmentations" if AUGMENT else "no augmentation"
+    print(f"\nCPU, {torch.get_num_threads()} threads, {size[0]}x{size[1]}, cutn 8, {augment}, "
           f"{args.steps} steps x {args.rounds} rounds (median of rounds):")
     for name, value in med.items():
         print(f"  {name:9s} {value:.3f} s/step")
@@ -165,7 +171,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--gpu", action="store_true", help="also run the GPU part (needs CUDA)")
     parser.add_argument("--gpu-steps", type=int, default=100)
+    parser.add_argument("--size", type=int, nargs=2, default=[128, 128], metavar=("W", "H"), help="CPU run size")
+    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
+                        help="the notebook's augmentations, noise and clamp on both sides")
     args = parser.parse_args()
+    global AUGMENT
+    AUGMENT = args.augment
     cpu(args)
     if args.gpu:
         gpu(args)
