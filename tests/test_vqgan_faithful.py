@@ -168,8 +168,8 @@ def test_default_augmentations_are_the_notebooks_then_noise_then_clamp():
 
     cutter = cut.Cutter(24, 8, 1.0, augments=engine.build_spec({**TINY, "prompt": "x"}).augments)
     stack = list(cutter.augmenter)
-    assert [type(a) for a in stack] == [K.RandomHorizontalFlip, K.RandomSharpness, K.RandomAffine,
-                                        K.RandomPerspective, K.ColorJitter]
+    kinds = (K.RandomHorizontalFlip, K.RandomSharpness, K.RandomAffine, K.RandomPerspective, K.ColorJitter)
+    assert len(stack) == 5 and all(isinstance(a, kind) for a, kind in zip(stack, kinds))
     affine, perspective, jitter = (a._param_generator for a in stack[2:])
     assert (stack[2].p, float(affine.degrees), stack[3].p, float(perspective.distortion_scale)) == (0.8, 30, 0.4, 0.2)
     assert (stack[4].p, float(jitter.hue), float(jitter.saturation)) == (0.7, 0.01, 0.01)
@@ -224,3 +224,18 @@ def test_noise_prompts_are_the_notebooks_seeded_targets():
     assert "loss/noise-42" in metrics
     with pytest.raises(UserError, match="not SEED:WEIGHT"):
         engine.build_spec({**TINY, "prompt": "x", "noise_prompts": ["fox:1"]})
+
+
+def test_colour_jitter_is_kornias_with_the_same_draws():
+    """The plain jitter (for speed) gives kornia's ColorJitter result for the same seed."""
+    import kornia.augmentation as K
+
+    pixels = torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 1.2 - 0.1
+    ours = cut.hsv_jitter_class()(hue=0.01, saturation=0.01, p=0.7)
+    reference = K.ColorJitter(hue=0.01, saturation=0.01, p=0.7)
+    for seed in (3, 4):
+        torch.manual_seed(seed)
+        mine = ours(pixels)
+        torch.manual_seed(seed)
+        theirs = reference(pixels)
+        assert torch.allclose(mine, theirs, atol=1e-5) and not torch.allclose(mine, pixels.clamp(0, 1), atol=1e-3)
