@@ -239,3 +239,20 @@ def test_colour_jitter_is_kornias_with_the_same_draws():
         torch.manual_seed(seed)
         theirs = reference(pixels)
         assert torch.allclose(mine, theirs, atol=1e-5) and not torch.allclose(mine, pixels.clamp(0, 1), atol=1e-3)
+
+
+def test_sequence_first_clip_gives_the_same_embeddings():
+    """load_clip lays the ViT's attention out sequence-first (faster on a CPU): same numbers."""
+    from logic.models.clip import set_sequence_first
+
+    clip = CACHE.get(engine.model_key(engine.build_spec({**TINY, "prompt": "x"}), "cpu"),
+                     lambda: engine.load_models(engine.build_spec({**TINY, "prompt": "x"}), "cpu"))[0].clip
+    pixels = torch.rand(3, 3, clip.image_size, clip.image_size, generator=torch.Generator().manual_seed(0))
+    assert clip.model.visual.transformer.batch_first is False
+    fast = clip.encode_image(pixels)
+    try:
+        set_sequence_first(clip.model.visual, False)
+        plain = clip.encode_image(pixels)
+    finally:
+        set_sequence_first(clip.model.visual, True)
+    assert torch.allclose(fast, plain, atol=1e-5)
