@@ -23,6 +23,7 @@ rewritten in one artist's style (matched on the first prompt), so the style hold
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import sys
@@ -219,20 +220,18 @@ def _hook_scheduler_noise(scheduler) -> None:
             module.randn_tensor = _slerped_randn(original)
 
 
-class follow_slerp:
+@contextlib.contextmanager
+def follow_slerp(scheduler, t: float, gen_a: torch.Generator, gen_b: torch.Generator):
     """While a frame renders: the sampler's noise drawn with ``gen_a`` is slerp(t, gen_a's, gen_b's)."""
-
-    def __init__(self, scheduler, t: float, gen_a: torch.Generator, gen_b: torch.Generator):
-        self.scheduler, self.t, self.gen_a, self.gen_b = scheduler, t, gen_a, gen_b
-
-    def __enter__(self):
-        if self.t != 0 and self.gen_a is not self.gen_b:
-            _hook_scheduler_noise(self.scheduler)
-            _FOLLOWING[id(self.gen_a)] = (self.t, self.gen_b)
-        return self
-
-    def __exit__(self, *exc):
-        _FOLLOWING.pop(id(self.gen_a), None)
+    if t == 0 or gen_a is gen_b:
+        yield
+        return
+    _hook_scheduler_noise(scheduler)
+    _FOLLOWING[id(gen_a)] = (t, gen_b)
+    try:
+        yield
+    finally:
+        _FOLLOWING.pop(id(gen_a), None)
 
 
 def initial_noise(pipe, seed: int, size: list[int]) -> tuple[torch.Tensor, torch.Generator]:
