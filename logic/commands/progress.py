@@ -83,9 +83,14 @@ def run_in_foreground(mode: str, params: dict, args, **extra) -> int:
 
 
 def _stop_on_interrupt(state: jobs.JobState):
-    """First Ctrl-C asks the run to stop (it saves what it made); a second one aborts."""
+    """First Ctrl-C asks the run to stop (it saves what it made); a second one aborts.
+
+    Before the first step (loading, downloading) there is nothing to save and the engine checks no
+    stop flag yet: Ctrl-C stops at once.
+    """
     def handler(signum, frame):
-        if state.stop_event.is_set():
+        if state.stop_event.is_set() or state.step == 0:
+            state.stop_event.set()
             raise KeyboardInterrupt
         state.stop_event.set()
         sys.stderr.write("\nStopping… (Ctrl-C again to abort)\n")

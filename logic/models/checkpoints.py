@@ -145,14 +145,23 @@ def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
         with _LOAD_LOCK, torch.serialization.safe_globals(_STAND_INS), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about pickle protocols; the person gets one sentence
             return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise _unpickling_refusal(path, str(exc)) from None
-    except RuntimeError as exc:
-        if "TorchScript" in str(exc) or "legacy .tar" in str(exc):
-            raise UnsafeCheckpointError(_refusal(path, "is a program (TorchScript) or in torch's old tar format")) from None
-        raise _unreadable(path, exc) from None
     except Exception as exc:  # noqa: BLE001 - a damaged pickle raises EOFError, struct.error, KeyError, ...
-        raise _unreadable(path, exc) from None
+        raise refusal_for(path, exc) or _unreadable(path, exc) from None
+
+
+def refusal_for(path: Path | str, exc: BaseException) -> UserError | None:
+    """The sentence for a ``torch.load(weights_only=True)`` that refused ``path`` (None: not a refusal).
+
+    Also for loads torch does for libraries (open_clip's local weights).
+    """
+    path = Path(path)
+    if isinstance(exc, pickle.UnpicklingError):
+        return _unpickling_refusal(path, str(exc))
+    if isinstance(exc, RuntimeError) and "TorchScript" in str(exc):
+        return UnsafeCheckpointError(_refusal(path, "is a TorchScript archive (a program, not just weights)"))
+    if isinstance(exc, RuntimeError) and "legacy .tar" in str(exc):
+        return UnsafeCheckpointError(_refusal(path, "is in torch's pre-1.0 tar format, which cannot be checked"))
+    return None
 
 
 def _refusal(path: Path, what: str) -> str:

@@ -34,7 +34,8 @@ import torch
 import yaml
 
 from ..errors import UserError
-from .checkpoints import load_checkpoint, state_dict_of
+from .checkpoints import check_safetensors_header, load_checkpoint, state_dict_of
+from .hub import install_timeouts
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +162,7 @@ def parse_lora(text: str, loras_dir: Path) -> tuple[Path, float]:
     if found is None:
         raise UserError(f"The LoRA {path_text} was not found (looked in {loras_dir}): "
                         "put the .safetensors file there.")
+    check_safetensors_header(found)
     return found, weight
 
 
@@ -382,6 +384,7 @@ def _from_pretrained(source: ModelSource, dtype: torch.dtype):
         except (OSError, ValueError):
             log.info("%s is only partly in the cache: downloading the rest", source.name)
     local_only = source.kind == "folder" or _hub_offline()
+    install_timeouts()  # no hub request waits forever
     try:
         return StableDiffusionPipeline.from_pretrained(source.location, dtype=dtype, local_files_only=local_only)
     except (OSError, ValueError) as exc:
