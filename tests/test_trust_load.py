@@ -149,7 +149,7 @@ PICKLE_PAYLOADS = {
     "eval": (write_eval, "names eval"),
     "getattr-import": (write_getattr_import, "names getattr"),
     "getattr-globals": (write_getattr_globals, "names getattr"),
-    "dotted-global": (write_dotted_global, "pickle instructions beyond tensors"),
+    "dotted-global": (write_dotted_global, "names torch._utils.os.system"),
     "torchscript": (write_torchscript, "TorchScript archive"),
     "build-class": (write_build_class, "changes an object it did not make"),
     "build-slots": (write_build_slots, "changes an object it did not make"),

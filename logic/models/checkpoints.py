@@ -14,6 +14,7 @@ code at all; their header is checked before the library reads the data.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import pickle
@@ -207,6 +208,9 @@ def _unpickling_refusal(path: Path, message: str) -> UserError:
     found = _UNSAFE_GLOBAL.search(message)
     if found:
         return UnsafeCheckpointError(_refusal(path, f"names {found.group(1)}"))
+    named = _first_stack_global(path) if "Unsupported operand" in message else None
+    if named:
+        return UnsafeCheckpointError(_refusal(path, f"names {named}"))
     for marker, what in (("call reduce", "calls a function that is not a tensor rebuilder"),
                          ("Can only build", "changes an object it did not make"),
                          ("Can only create new object", "creates an object that is not data"),
@@ -219,6 +223,26 @@ def _unpickling_refusal(path: Path, message: str) -> UserError:
             return UnsafeCheckpointError(_refusal(path, what))
     inner = message.rsplit("WeightsUnpickler error:", 1)[-1].strip().split("\n")[0]
     return _unreadable(path, pickle.UnpicklingError(inner or "unreadable pickle"))
+
+
+def _first_stack_global(path: Path, limit: int = 1 << 20) -> str | None:
+    """The first ``module.name`` a plain protocol 4+ pickle looks up (STACK_GLOBAL), for the sentence.
+
+    pickletools only reads opcodes, it never resolves or calls anything.
+    """
+    import pickletools
+
+    strings: list[str] = []
+    try:
+        with open(path, "rb") as handle:
+            for opcode, arg, _ in pickletools.genops(io.BytesIO(handle.read(limit))):
+                if isinstance(arg, str) and "UNICODE" in opcode.name:
+                    strings = [*strings[-1:], arg]
+                elif opcode.name == "STACK_GLOBAL" and len(strings) == 2:
+                    return ".".join(strings)
+    except Exception:  # noqa: BLE001 - a best effort for the message only
+        return None
+    return None
 
 
 def _load_safetensors(path: Path, map_location) -> dict[str, Any]:
