@@ -5,8 +5,8 @@ Loading only: the engines get a ready ``SdModels`` and never touch files.
 * Hub ids load with ``from_pretrained`` (the first use downloads into the usual Hugging Face cache).
 * A diffusers folder (``model_index.json`` inside) loads with ``from_pretrained(local_files_only=True)``.
 * A single checkpoint file (DreamBooth / community models, original CompVis key layout) is read with
-  ``load_checkpoint`` (safetensors, or a restricted unpickler that refuses a ``.ckpt`` whose pickle
-  would run code), its keys converted with diffusers' own converters, and the weights put into
+  ``load_checkpoint`` (safetensors, or torch's weights-only unpickler, which refuses a ``.ckpt``
+  whose pickle names anything but tensors and plain data), its keys converted with diffusers' own converters, and the weights put into
   components built from local configs (``sd_configs/<base>/``, shipped as data): no network at all.
   The CLIP tokenizer for those configs is written from the BPE vocabulary open_clip ships.
 * A sidecar ``<model>.yaml`` (or ``<model>.safetensors.yaml``) beside a model may say::
