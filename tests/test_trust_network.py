@@ -62,7 +62,7 @@ class StandInHub:
 
 
 SENTENCES = {"silent": "the hub did not answer within 1 s", "missing": "was not found on the hub",
-             "down": "there is no network and it is not in the cache"}
+             "down": "(no network and not in the cache)"}
 
 
 @pytest.fixture

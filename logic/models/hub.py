@@ -94,8 +94,7 @@ def check_on_hub(repo_id: str, what: str, how_to_get: str) -> None:
         raise UserError(f"{what} is not in the cache and the hub did not answer within {hub_timeout():g} s: "
                         f"check the network (or HF_ENDPOINT), or {how_to_get}.") from None
     except (httpx2.TransportError, OfflineModeIsEnabled):
-        raise UserError(f"{what} cannot be loaded: there is no network and it is not in the cache; "
-                        f"{how_to_get}.") from None
+        raise UserError(f"{what} cannot be loaded (no network and not in the cache): {how_to_get}.") from None
     except HfHubHTTPError as exc:
         status = getattr(getattr(exc, "response", None), "status_code", "?")
         raise UserError(f"{what} could not be looked up: the hub answered with error {status}; try again "
