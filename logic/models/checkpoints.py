@@ -226,7 +226,7 @@ def _unpickling_refusal(path: Path, message: str) -> UserError:
 
 
 def _first_stack_global(path: Path, limit: int = 1 << 20) -> str | None:
-    """The first ``module.name`` a plain protocol 4+ pickle looks up (STACK_GLOBAL), for the sentence.
+    """The first ``module.name`` a protocol 4+ pickle (plain, or a torch zip's data.pkl) looks up, for the sentence.
 
     pickletools only reads opcodes, it never resolves or calls anything.
     """
@@ -234,12 +234,19 @@ def _first_stack_global(path: Path, limit: int = 1 << 20) -> str | None:
 
     strings: list[str] = []
     try:
-        with open(path, "rb") as handle:
-            for opcode, arg, _ in pickletools.genops(io.BytesIO(handle.read(limit))):
-                if isinstance(arg, str) and "UNICODE" in opcode.name:
-                    strings = [*strings[-1:], arg]
-                elif opcode.name == "STACK_GLOBAL" and len(strings) == 2:
-                    return ".".join(strings)
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                name = next(n for n in archive.namelist() if n.endswith("data.pkl"))
+                with archive.open(name) as member:
+                    data = member.read(limit)
+        else:
+            with open(path, "rb") as handle:
+                data = handle.read(limit)
+        for opcode, arg, _ in pickletools.genops(io.BytesIO(data)):
+            if isinstance(arg, str) and "UNICODE" in opcode.name:
+                strings = [*strings[-1:], arg]
+            elif opcode.name == "STACK_GLOBAL" and len(strings) == 2:
+                return ".".join(strings)
     except Exception:  # noqa: BLE001 - a best effort for the message only
         return None
     return None
