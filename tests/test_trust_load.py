@@ -86,7 +86,8 @@ def write_eval(path, marker):
 
 def write_getattr_import(path, marker):
     # getattr(__import__('os'), 'system')('touch marker')
-    _zip_with_pickle(path, _raw(b"cbuiltins\ngetattr\n(cbuiltins\n__import__\n(", "os", b"tR", "system", b"tR(", _touch(marker), b"tR."))
+    _zip_with_pickle(path, _raw(b"cbuiltins\ngetattr\n(cbuiltins\n__import__\n(", "os", b"tR", "system", b"tR(",
+                                _touch(marker), b"tR."))
 
 
 def write_getattr_globals(path, marker):
@@ -277,8 +278,8 @@ def test_lying_safetensors_header_is_one_sentence(tmp_path, capsys, payload, pat
         assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
 
 
-@pytest.mark.parametrize("payload", ["os.system", "subprocess", "eval", "getattr-import", "getattr-globals", "dotted-global",
-                                     "legacy-zipless", "plain-pickle"])
+@pytest.mark.parametrize("payload", ["os.system", "subprocess", "eval", "getattr-import", "getattr-globals",
+                                     "dotted-global", "legacy-zipless", "plain-pickle"])
 def test_the_payloads_are_live(tmp_path, payload):
     """Loaded the way torch did before weights_only, each payload does create its marker."""
     writer, _ = PICKLE_PAYLOADS[payload]
