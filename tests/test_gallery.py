@@ -402,7 +402,7 @@ def test_index_is_kept_in_the_cache_and_reused(output, tmp_path, monkeypatch):
     client_for(output, tmp_path).get("/api/runs")
     assert (tmp_path / "cache" / "index.sqlite3").is_file()
     reads = []
-    original = runs.read_details
+    original = runs.read_record
     monkeypatch.setattr(runs, "read_record", lambda path: reads.append(path) or original(path))
     data = client_for(output, tmp_path).get("/api/runs").get_json()
     assert data["total"] == 5 and reads == []
