@@ -414,7 +414,7 @@ def _legacy_input_names(raw: dict) -> list[str]:
     return [n for n in names if isinstance(n, str) and "/" not in n and not n.startswith(".")]
 
 
-def _is_regular(path: Path) -> bool:
+def is_regular_file(path: Path) -> bool:
     """A regular file, not a symlink to one."""
     try:
         return stat.S_ISREG(os.lstat(path).st_mode)
@@ -424,7 +424,7 @@ def _is_regular(path: Path) -> bool:
 
 def _from_legacy(path: Path, raw: dict) -> dict:
     """Map a folder written by the original vqgan-clip-app onto the current schema."""
-    image = next((name for name in _LEGACY_IMAGES if _is_regular(path / name)), None)
+    image = next((name for name in _LEGACY_IMAGES if is_regular_file(path / name)), None)
     if image is None:
         raise MalformedRun("legacy run without an output image")
     prompt = raw.get("text_input") or raw.get("prompt") or ""
@@ -477,7 +477,7 @@ def output_image(path: Path, details: dict) -> Path | None:
     """The final image of a run, current or legacy layout (a regular file, never a symlink)."""
     name = _image_name(details)
     image = Path(path) / name
-    return image if _is_regular(image) else None
+    return image if is_regular_file(image) else None
 
 
 def iter_run_dirs(output_dir: Path | str) -> Iterator[Path]:
@@ -542,7 +542,7 @@ def read_metrics(path: Path | str) -> list[dict]:
     regular file (never through a symlink), up to MAX_METRICS_BYTES."""
     rows: list[dict] = []
     metrics = Path(path) / METRICS
-    if not _is_regular(metrics):
+    if not is_regular_file(metrics):
         return rows
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
     try:
