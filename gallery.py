@@ -158,7 +158,8 @@ def _register_routes(app: Flask, index: RunIndex) -> None:
     def security_headers(response):
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "same-origin"
-        csp = FILE_CSP if request.endpoint in ("run_file", "thumbnail") else PAGE_CSP
+        is_file = request.endpoint in ("run_file", "thumbnail") and response.mimetype != "text/html"
+        csp = FILE_CSP if is_file else PAGE_CSP  # an error page about a file is still a page
         response.headers.setdefault("Content-Security-Policy", csp)
         return response
 
