@@ -376,7 +376,8 @@ def _is_instance(value, types: tuple) -> bool:
 
 
 def _json_type(value) -> str:
-    return "a " + _json_type_name(type(value))
+    name = _json_type_name(type(value))
+    return name if name == "text" else ("an " if name[0] in "aeiou" else "a ") + name
 
 
 def _json_type_name(kind: type) -> str:
