@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
@@ -78,18 +79,25 @@ def run_in_foreground(mode: str, params: dict, args, **extra) -> int:
         jobs.execute_run(engine, spec, run, device=device, state=state)
     finally:
         printer.finish()
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return _report(state, run, time.monotonic() - started)
 
 
-def _stop_on_interrupt(state: jobs.JobState):
-    """First Ctrl-C asks the run to stop (it saves what it made); a second one aborts."""
+# Ctrl-C, `kill` and a closed terminal all mean "stop": the run ends stopped and keeps what it made.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def _stop_on_interrupt(state: jobs.JobState) -> dict:
+    """The first stop signal asks the run to stop (it saves what it made); a second one aborts.
+    Returns the handlers it replaced."""
     def handler(signum, frame):
         if state.stop_event.is_set():
             raise KeyboardInterrupt
         state.stop_event.set()
-        sys.stderr.write("\nStopping… (Ctrl-C again to abort)\n")
-    return signal.signal(signal.SIGINT, handler)
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            sys.stderr.write("\nStopping… (Ctrl-C again to abort)\n")
+    return {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
 
 
 def _report(state: jobs.JobState, run: runs.Run, elapsed: float) -> int:
