@@ -160,13 +160,16 @@ class Run:
         if not rows:
             return
         path = self.path / METRICS
-        size = path.stat().st_size if path.exists() else 0
+        size = path.stat().st_size if path.exists() else None
         try:
             with open(path, "a", encoding="utf-8") as handle:
                 handle.write("".join(json.dumps(row) + "\n" for row in rows))
         except OSError:
             with contextlib.suppress(OSError):
-                os.truncate(path, size)
+                if size is None:
+                    path.unlink(missing_ok=True)
+                else:
+                    os.truncate(path, size)
             raise
 
     def write_log(self, text: str) -> Path | None:
