@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import logging
 import re
@@ -19,7 +20,7 @@ import numpy as np
 from PIL import Image, PngImagePlugin
 
 from .errors import is_disk_full
-from .runs import replacing
+from .runs import replacing, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class FrameWriter:
 
         self._size = (width + width % 2, height + height % 2)
         self._tmp = replacing(self.path)
-        tmp = self._tmp.__enter__()
+        self._tmp_path = tmp = self._tmp.__enter__()
         self._writer = imageio.get_writer(
             tmp, fps=self.fps, codec="libx264", quality=8, macro_block_size=1,
             pixelformat="yuv420p", ffmpeg_log_level="error", output_params=["-movflags", "+faststart"])
@@ -79,6 +80,10 @@ class FrameWriter:
             return
         try:
             self._writer.close()
+            # imageio does not check ffmpeg's exit: a disk that filled while ffmpeg finished
+            # (faststart rewrites the file) shows only as a file whose boxes stop short
+            if not mp4_is_whole(self._tmp_path):
+                raise OSError(f"ffmpeg left {self.path.name} incomplete")
         except Exception as exc:
             self._abandon()
             raise _as_disk_error(exc, self.path) from exc
@@ -107,6 +112,29 @@ class FrameWriter:
             self.close()
         else:
             self._abandon()
+
+
+def mp4_is_whole(path: Path | str) -> bool:
+    """The file's top-level MP4 boxes tile it exactly and include the index (moov) and the data
+    (mdat): a file cut short anywhere fails. Reads a few headers, never the video."""
+    path = Path(path)
+    size, offset, kinds = path.stat().st_size, 0, set()
+    with open(path, "rb") as handle:
+        while offset < size:
+            handle.seek(offset)
+            header = handle.read(16)
+            if len(header) < 8:
+                return False
+            length, kind = int.from_bytes(header[:4], "big"), header[4:8]
+            if length == 1 and len(header) == 16:
+                length = int.from_bytes(header[8:16], "big")
+            elif length == 0:
+                length = size - offset
+            if length < 8:
+                return False
+            kinds.add(kind)
+            offset += length
+    return offset == size and {b"moov", b"mdat"} <= kinds
 
 
 def _as_disk_error(exc: Exception, path: Path) -> Exception:
@@ -138,8 +166,7 @@ def write_gif(frames: Iterable[Image.Image], path: Path | str, fps: float = 10.0
     if first is None:
         return 0
     rest = list(iterator)
-    with replacing(path) as tmp:
-        first.save(tmp, save_all=True, append_images=rest, duration=int(1000 / max(fps, 0.1)), loop=0)
+    _save_image(first, path, "GIF", save_all=True, append_images=rest, duration=int(1000 / max(fps, 0.1)), loop=0)
     return 1 + len(rest)
 
 
@@ -164,8 +191,7 @@ def save_png(image: Image.Image, path: Path | str, parameters: str | None = None
     info = PngImagePlugin.PngInfo()
     if parameters:
         info.add_text("parameters", parameters)
-    with replacing(path) as tmp:
-        image.save(tmp, format="PNG", pnginfo=info)
+    _save_image(image, path, "PNG", pnginfo=info)
 
 
 def read_png_parameters(path: Path | str) -> str | None:
@@ -218,22 +244,28 @@ def _unquote(value: str) -> str:
 def save_thumbnail(image: Image.Image, path: Path | str, size: int = THUMB_SIZE) -> None:
     thumb = image.convert("RGB")
     thumb.thumbnail((size, size), Image.LANCZOS)
-    with replacing(path) as tmp:
-        thumb.save(tmp, format="JPEG", quality=85)
+    _save_image(thumb, path, "JPEG", quality=85)
 
 
 def save_preview(image: Image.Image, path: Path | str) -> None:
     """Write preview.jpg atomically so a reader never sees half an image."""
-    with replacing(path) as tmp:
-        image.convert("RGB").save(tmp, format="JPEG", quality=85)
+    _save_image(image.convert("RGB"), path, "JPEG", quality=85)
+
+
+def _save_image(image: Image.Image, path: Path | str, kind: str, **options) -> None:
+    """Encode in memory, then write the bytes atomically (``runs.write_bytes_atomic`` says why)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format=kind, **options)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def save_state(state: dict, path: Path | str) -> None:
     """torch.save through the same temp-and-rename, so a cut-short state.pt never looks loadable."""
     import torch
 
-    with replacing(path) as tmp, open(tmp, "wb") as handle:
-        torch.save(state, handle)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def open_user_image(path: Path | str, what: str = "image") -> Image.Image:

@@ -47,7 +47,7 @@ INPUTS = "inputs"
 STATE = "state.pt"
 LOG = "log.txt"
 RESERVE = ".reserve"
-RESERVE_BYTES = 256 * 1024   # freed when a run ends, so its last details.json and log.txt fit on a full disk
+RESERVE_BYTES = 64 * 1024    # freed when a run ends, so its last details.json and log.txt fit on a full disk
 
 QUEUED, RUNNING, DONE, STOPPED, FAILED, INTERRUPTED = (
     "queued", "running", "done", "stopped", "failed", "interrupted")
@@ -80,6 +80,7 @@ def replacing(path: Path | str) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        _sync(tmp)
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; run folders are meant to be shared and served
         os.replace(tmp, path)
     except BaseException:
@@ -87,13 +88,27 @@ def replacing(path: Path | str) -> Iterator[Path]:
         raise
 
 
+def _sync(path: str | Path) -> None:
+    """Make the kernel write the file now: a disk that fills reports it here (delayed allocation
+    would otherwise lose the data after the rename, when nobody is listening)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_bytes_atomic(path: Path | str, data: bytes) -> None:
+    """Write bytes through ``replacing``. Python's buffered writer retries a short write, so a
+    disk that fills raises here instead of leaving the file short (C encoders writing straight to
+    a descriptor, as Pillow does, can stop short without a word)."""
+    with replacing(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(data)
+
+
 def write_json_atomic(path: Path, data: dict) -> None:
     """Write JSON so that readers see the old file or the new one, never half of one."""
-    text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
-    with replacing(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
+    write_bytes_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, default=str).encode("utf-8"))
 
 
 def _process_start(pid: int) -> str | None:
