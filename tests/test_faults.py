@@ -271,3 +271,114 @@ def test_an_unexpected_failure_is_a_sentence_with_its_log(output_dir, capsys, mo
     assert "Traceback" in log_file.read_text() and "a bug deep inside" in log_file.read_text()
     assert json.loads((run_dir / "details.json").read_text())["error"].endswith(f"details in {log_file}.")
 
+
+
+# --- Numbers: inf/NaN and fps 0 are refused where every front end builds its spec ---------------
+
+ENGINES = {"vqgan": {"prompt": "a fox", "demo": True},
+           "diffusion": {"prompt": "a fox", "demo": True},
+           "walk": {"prompts": ["a fox", "a cat"], "demo": True}}
+FLOATS = {"vqgan": ["lr", "cut_pow", "mse_weight", "mse_decay", "tv_weight", "zoom", "rotate", "translate_x",
+                    "translate_y", "fps"],
+          "diffusion": ["cfg", "strength", "fps"],
+          "walk": ["cfg", "fps"]}
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("mode,name", [(mode, name) for mode, names in FLOATS.items() for name in names])
+def test_every_float_setting_refuses_inf_and_nan(mode, name, value):
+    from logic.engines import get_engine
+    from logic.errors import UserError
+
+    with pytest.raises(UserError, match="must be a finite number") as refused:
+        get_engine(mode).build_spec({**ENGINES[mode], name: value})
+    assert str(refused.value).count(".") == 1 and "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("mode", list(ENGINES))
+def test_fps_zero_is_refused_the_same_way_in_every_engine(mode):
+    from logic.engines import get_engine
+    from logic.errors import UserError
+
+    with pytest.raises(UserError) as refused:
+        get_engine(mode).build_spec({**ENGINES[mode], "fps": 0})
+    assert str(refused.value) == "The video frame rate (fps) must be above 0 and at most 120, not 0."
+
+
+def test_the_cli_refuses_nan_before_making_a_folder(output_dir, capsys):
+    code = main(["vqgan", "--prompt", "a fox", "--lr", "nan", "--output", str(output_dir), *DEMO])
+    assert code == 2 and "error: The learning rate must be a finite number, not nan." in capsys.readouterr().err
+    assert list(output_dir.iterdir()) == []
+
+
+def test_an_image_prompt_weight_must_be_finite(tmp_path):
+    from logic.engines import vqgan_clip
+    from logic.errors import UserError
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    with pytest.raises(UserError, match="finite weight"):
+        vqgan_clip.build_spec({**ENGINES["vqgan"], "image_prompts": [{"path": str(tmp_path / "a.png"),
+                                                                       "weight": float("nan")}]})
+
+
+# --- Kept inputs are named by what they hold ------------------------------------------------------
+
+def test_a_png_named_html_is_kept_as_png(output_dir, tmp_path):
+    disguised = tmp_path / "x.html"
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(disguised, format="PNG")
+    engine, spec, run = jobs.submit_run("vqgan", {**ENGINES["vqgan"], "size": [48, 48], "cutn": 2, "steps": 1,
+                                                  "init_image": str(disguised)}, output_dir)
+    jobs.execute_run(engine, spec, run, device="cpu")
+    assert sorted(p.name for p in (run.path / "inputs").iterdir()) == ["init-image.png"]
+    assert (run.path / "inputs" / "init-image.png").read_bytes() == disguised.read_bytes()
+    assert runs.read_details(run.path)["params"]["init_image"].endswith("inputs/init-image.png")
+
+
+def test_a_file_that_is_not_an_image_is_refused_naming_it(tmp_path):
+    from logic.engines.base import keep_input
+    from logic.errors import UserError
+
+    page = tmp_path / "photo.png"
+    page.write_text("<script>alert(1)</script>")
+    (tmp_path / "inputs").mkdir()
+    with pytest.raises(UserError) as refused:
+        keep_input(str(page), tmp_path / "inputs", "init-image")
+    assert str(page) in str(refused.value) and "is not an image" in str(refused.value)
+    assert list((tmp_path / "inputs").iterdir()) == []
+
+
+# --- Runs the kernel would kill are refused before they start --------------------------------------
+
+@pytest.mark.parametrize("params,advice", [({"cutn": 5000}, "lower the number of cutouts"),
+                                           ({"size": [512, 512]}, "lower the size")])
+def test_a_run_that_cannot_fit_is_refused_with_what_to_lower(params, advice, output_dir, monkeypatch):
+    from logic.vqgan import memory
+
+    # a machine with 256 MiB to give: the measured need of these runs is well above it
+    monkeypatch.setattr(memory, "available_memory", lambda device: 256 * 1024 ** 2)
+    engine, spec, run = jobs.submit_run("vqgan", {**ENGINES["vqgan"], "size": [48, 48], "cutn": 2, "steps": 1,
+                                                  **params}, output_dir)
+    state = jobs.execute_run(engine, spec, run, device="cpu")
+    assert state.status == runs.FAILED and state.error.startswith("This run needs at least ")
+    assert state.error.endswith(f"{advice}" + (" (cutn)." if "cutouts" in advice else "."))
+    assert runs.read_metrics(run.path) == []  # refused before the first step
+
+
+def test_the_same_run_goes_ahead_when_it_fits(output_dir, monkeypatch):
+    from logic.vqgan import memory
+
+    monkeypatch.setattr(memory, "available_memory", lambda device: 256 * 1024 ** 2)
+    engine, spec, run = jobs.submit_run("vqgan", {**ENGINES["vqgan"], "size": [48, 48], "cutn": 2, "steps": 1},
+                                        output_dir)
+    assert jobs.execute_run(engine, spec, run, device="cpu").status == runs.DONE
+
+
+def test_a_config_asking_for_huge_layers_is_refused_before_it_is_built():
+    from logic.errors import UserError
+    from logic.models.demo import DEMO_VQGAN_CONFIG
+    from logic.models.vqgan import build_vqgan
+
+    config = json.loads(json.dumps(DEMO_VQGAN_CONFIG))
+    config["model"]["params"]["ddconfig"]["ch"] = 200_000
+    with pytest.raises(UserError, match="smaller layers"):
+        build_vqgan(config)
