@@ -241,7 +241,14 @@ def create_run(output_dir: Path | str, mode: str, params: dict, **extra: Any) ->
         "owner": _process_token(), **extra,
     }
     run = Run(path, details)
-    run.update()
+    try:
+        run.update()
+    except OSError as exc:
+        path.rmdir()  # a folder without details.json would only be skipped by every reader
+        from .errors import UserError, describe_failure, is_disk_full
+        if is_disk_full(exc):
+            raise UserError(describe_failure(exc, folder=output_dir)) from None
+        raise
     return run
 
 

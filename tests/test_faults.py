@@ -382,3 +382,11 @@ def test_a_config_asking_for_huge_layers_is_refused_before_it_is_built():
     config["model"]["params"]["ddconfig"]["ch"] = 200_000
     with pytest.raises(UserError, match="smaller layers"):
         build_vqgan(config)
+
+
+def test_a_disk_full_before_the_run_starts_leaves_no_folder(output_dir, capsys, monkeypatch):
+    fill_disk_at(monkeypatch, ".details-")
+    code = main(["vqgan", "--prompt", "a fox", "--steps", "2", "--output", str(output_dir), *DEMO])
+    err = capsys.readouterr().err
+    assert code == 2 and f"error: The disk is full: free space in {output_dir} and rerun." in err
+    assert "Traceback" not in err and list(output_dir.iterdir()) == []
