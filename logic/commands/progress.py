@@ -32,11 +32,14 @@ class ProgressPrinter(threading.Thread):
 
     def draw(self, end: str = "") -> None:
         line = format_progress(self.state)
-        if self.tty:
-            sys.stderr.write("\r" + line.ljust(len(self._last_line)) + end)
-        elif line != self._last_line:
-            sys.stderr.write(line + "\n")
-        sys.stderr.flush()
+        try:
+            if self.tty:
+                sys.stderr.write("\r" + line.ljust(len(self._last_line)) + end)
+            elif line != self._last_line:
+                sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+        except OSError:
+            pass  # the terminal went away (SIGHUP): the run goes on saving without it
         self._last_line = line
 
     def finish(self) -> None:
