@@ -273,7 +273,7 @@ def _finish(run: runs.Run, state: JobState, recorder: _RunRecorder, result: Resu
     the first such failure turns the run into a failed one with its sentence.
     """
     final = result.images[0] if result and result.images else recorder.last_image
-    extra: dict = {}
+    extra: dict = dict(result.details) if result else {}
 
     def attempt(what: str, save: Callable[[], Any]) -> None:
         nonlocal status, error
@@ -287,7 +287,7 @@ def _finish(run: runs.Run, state: JobState, recorder: _RunRecorder, result: Resu
     attempt("metrics", recorder.checkpoint)
     attempt("video", recorder.video.close)
     if final is not None:
-        attempt("image", lambda: extra.update(_save_images(run, result, final)))
+        attempt("image", lambda: _save_images(run, result, final))
         attempt("thumbnail", lambda: media.save_thumbnail(final, run.file(runs.THUMB)))
         if result and result.state is not None:
             attempt("state", lambda: media.save_state(result.state, run.file(runs.STATE)))
@@ -310,15 +310,12 @@ def _finish(run: runs.Run, state: JobState, recorder: _RunRecorder, result: Resu
     free_memory()
 
 
-def _save_images(run: runs.Run, result: Result | None, final: Image.Image) -> dict:
-    """output.png and the engine's extra images; returns the engine's details for details.json."""
+def _save_images(run: runs.Run, result: Result | None, final: Image.Image) -> None:
+    """output.png and the engine's extra images, with the PNG 'parameters' text."""
     parameters = result.parameters if result else None
     media.save_png(final, run.file(runs.OUTPUT), parameters)
-    if not result:
-        return {}
-    for name, image in result.extra_files.items():
+    for name, image in (result.extra_files.items() if result else ()):
         media.save_png(image, run.file(name), parameters)
-    return dict(result.details)
 
 
 class Worker:
