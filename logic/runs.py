@@ -22,6 +22,8 @@ a run folder, or a run folder that is a symlink, are never followed.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import itertools
 import json
 import logging
@@ -32,6 +34,7 @@ import socket
 import stat
 import string
 import tempfile
+import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -48,6 +51,10 @@ THUMB = "thumb.jpg"
 PREVIEW = "preview.jpg"
 METRICS = "metrics.jsonl"
 INPUTS = "inputs"
+STATE = "state.pt"
+LOG = "log.txt"
+RESERVE = ".reserve"
+RESERVE_BYTES = 64 * 1024    # freed when a run ends, so its last details.json and log.txt fit on a full disk
 
 QUEUED, RUNNING, DONE, STOPPED, FAILED, INTERRUPTED = (
     "queued", "running", "done", "stopped", "failed", "interrupted")
@@ -70,15 +77,20 @@ def new_run_id() -> str:
     return "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON so that readers see the old file or the new one, never half of one."""
+@contextlib.contextmanager
+def replacing(path: Path | str) -> Iterator[Path]:
+    """A hidden temp path beside ``path`` that replaces it only when the block ends without error.
+
+    Readers see the old file or the new one, never half of one; a write that fails (a full disk, a
+    crash in an encoder) leaves no file under the real name pretending to be a result. The suffix is
+    kept so that writers choosing a format by extension (Pillow, ffmpeg) still do.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(_finite(data), handle, indent=2, ensure_ascii=False, default=str)
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield Path(tmp)
+        _sync(tmp)
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; run folders are meant to be shared and served
         os.replace(tmp, path)
     except BaseException:
@@ -95,6 +107,29 @@ def _finite(value):
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     return value
+
+
+def _sync(path: str | Path) -> None:
+    """Make the kernel write the file now: a disk that fills reports it here (delayed allocation
+    would otherwise lose the data after the rename, when nobody is listening)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_bytes_atomic(path: Path | str, data: bytes) -> None:
+    """Write bytes through ``replacing``. Python's buffered writer retries a short write, so a
+    disk that fills raises here instead of leaving the file short (C encoders writing straight to
+    a descriptor, as Pillow does, can stop short without a word)."""
+    with replacing(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(data)
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write JSON so that readers see the old file or the new one, never half of one."""
+    write_bytes_atomic(path, json.dumps(_finite(data), indent=2, ensure_ascii=False, default=str).encode("utf-8"))
 
 
 def _process_start(pid: int) -> str | None:
@@ -162,10 +197,53 @@ class Run:
         write_json_atomic(self.path / DETAILS, self.details)
 
     def append_metrics(self, rows: list[dict]) -> None:
+        """Append whole lines: a write cut short (a full disk) is cut back, so no half row is left."""
         if not rows:
             return
-        with open(self.path / METRICS, "a", encoding="utf-8") as handle:
-            handle.writelines(json.dumps(row) + "\n" for row in rows)
+        path = self.path / METRICS
+        size = path.stat().st_size if path.exists() else None
+        try:
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write("".join(json.dumps(row) + "\n" for row in rows))
+        except OSError:
+            with contextlib.suppress(OSError):
+                if size is None:
+                    path.unlink(missing_ok=True)
+                else:
+                    os.truncate(path, size)
+            raise
+
+    def write_log(self, text: str) -> Path | None:
+        """Append to the run's log.txt (tracebacks a person can send); None when it cannot be written."""
+        path = self.path / LOG
+        try:
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write(f"--- {now_iso()}\n{text.rstrip()}\n")
+        except OSError:
+            log.warning("Could not write %s", path)
+            return None
+        return path
+
+    def log_exception(self, exc: BaseException) -> Path | None:
+        return self.write_log("".join(traceback.format_exception(exc)))
+
+    def reserve_space(self) -> None:
+        """Hold a little disk space for the run's last words (see ``RESERVE_BYTES``)."""
+        path = self.path / RESERVE
+        try:
+            with open(path, "wb") as handle:
+                try:
+                    os.posix_fallocate(handle.fileno(), 0, RESERVE_BYTES)
+                except (AttributeError, OSError) as exc:
+                    if getattr(exc, "errno", None) == errno.ENOSPC:
+                        raise
+                    handle.write(bytes(RESERVE_BYTES))  # filesystems without fallocate
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+
+    def release_space(self) -> None:
+        (self.path / RESERVE).unlink(missing_ok=True)
 
 
 def create_run(output_dir: Path | str, mode: str, params: dict, **extra: Any) -> Run:
@@ -189,7 +267,14 @@ def create_run(output_dir: Path | str, mode: str, params: dict, **extra: Any) ->
         "owner": _process_token(), **extra,
     }
     run = Run(path, details)
-    run.update()
+    try:
+        run.update()
+    except OSError as exc:
+        path.rmdir()  # a folder without details.json would only be skipped by every reader
+        from .errors import UserError, describe_failure, is_disk_full
+        if is_disk_full(exc):
+            raise UserError(describe_failure(exc, folder=output_dir)) from None
+        raise
     return run
 
 
