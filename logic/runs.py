@@ -41,6 +41,7 @@ THUMB = "thumb.jpg"
 PREVIEW = "preview.jpg"
 METRICS = "metrics.jsonl"
 INPUTS = "inputs"
+STOP_REQUEST = "stop-request"   # present: whoever runs this run stops after the current step
 
 QUEUED, RUNNING, DONE, STOPPED, FAILED, INTERRUPTED = (
     "queued", "running", "done", "stopped", "failed", "interrupted")
@@ -88,6 +89,14 @@ def _process_start(pid: int) -> str | None:
 def _process_token() -> dict:
     """Who owns a run: host, pid and process start, so a dead owner can be detected later."""
     return {"host": socket.gethostname(), "pid": os.getpid(), "start": _process_start(os.getpid())}
+
+
+def owner_is_alive(owner: dict | None) -> bool:
+    """Whether the process that owns a run (or holds a lock) still runs; see ``_owner_is_alive``."""
+    return _owner_is_alive(owner)
+
+
+process_token = _process_token  # public name for the queue, which hands a run to the worker that claims it
 
 
 def _owner_is_alive(owner: dict | None) -> bool:
