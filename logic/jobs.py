@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import os
 import statistics
 import threading
 import time
@@ -178,7 +179,10 @@ def execute_run(engine, spec, run: runs.Run, *, device: str | None = None, cache
     cache = cache or ModelCache()
     state = state or new_state(run)
     state.status = runs.RUNNING
-    run.update(status=runs.RUNNING, started=runs.now_iso(), device=device)
+    # device_time: wall-clock times at sub-second precision, written with the start and the end
+    # status, so any two runs of one device can be shown never to overlap (the queue's lock).
+    run.update(status=runs.RUNNING, started=runs.now_iso(), device=device,
+               device_time={"device": device, "pid": os.getpid(), "from": round(time.time(), 4)})
     recorder = _RunRecorder(run, state, fps=float(getattr(spec, "fps", 10) or 10))
     timing: dict[str, float | None] = {"load_s": None, "generate_s": None, "median_step_s": None}
     result: Result | None = None
@@ -282,7 +286,8 @@ def _finish(run: runs.Run, state: JobState, recorder: _RunRecorder, result: Resu
         state.preview = final
     run.update(status=status, error=error, finished=runs.now_iso(), timing=timing,
                progress={"step": state.step, "total": state.total}, frames=recorder.video.frames,
-               it_s=_round(state.it_s), eta_s=None, **extra)
+               it_s=_round(state.it_s), eta_s=None, **extra,
+               device_time={**run.details.get("device_time", {}), "to": round(time.time(), 4)})
     free_memory()
 
 

@@ -252,7 +252,8 @@ class DeviceLock:
 
 def run_claimed(run: runs.Run, device: str, cache: jobs.ModelCache, state: jobs.JobState | None = None,
                 lock: DeviceLock | None = None) -> jobs.JobState:
-    """Run a claimed queued run while holding the device lock; records when it had the device."""
+    """Run a claimed queued run while holding the device lock (``execute_run`` records in
+    ``device_time`` when it had the device)."""
     state = state or jobs.new_state(run)
     run.update(owner=runs.process_token())
     if lock is not None:
@@ -268,11 +269,7 @@ def run_claimed(run: runs.Run, device: str, cache: jobs.ModelCache, state: jobs.
         run.update(status=runs.FAILED, error=str(exc), finished=runs.now_iso())
         state.status, state.error = runs.FAILED, str(exc)
         return state
-    started = time.time()
     jobs.execute_run(engine, spec, run, device=device, cache=cache, state=state)
-    # Wall-clock times at sub-second precision: the proof that runs never overlap on a device.
-    run.update(device_time={"device": device_name(device), "pid": os.getpid(),
-                            "from": round(started, 4), "to": round(time.time(), 4)})
     return state
 
 
@@ -506,3 +503,19 @@ def wait_for_device(run: runs.Run, lock: DeviceLock, say: Callable[[str], None],
             say(f"Waiting for the run {holder} to finish (device {lock.device})…")
             said = holder
         time.sleep(POLL_S)
+
+
+_workers: dict[tuple[str, str], Worker] = {}
+_workers_lock = threading.Lock()
+
+
+def get_worker(device: str | None = None, output_dir: Path | str | None = None) -> Worker:
+    """The process-wide worker for a device and output folder (created on first use)."""
+    from .settings import defaults, output_dir as default_output
+
+    device = resolve_device(device or defaults().get("device"))
+    key = (device, str(Path(output_dir or default_output()).resolve()))
+    with _workers_lock:
+        if key not in _workers:
+            _workers[key] = Worker(device, key[1])
+        return _workers[key]
