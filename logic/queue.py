@@ -308,8 +308,12 @@ class Worker:
         run = enqueue(mode, params, self.output_dir, **extra)
         state = jobs.new_state(run)
         self._remember(run, state)
-        self._wake.set()
+        self.wake()
         return state
+
+    def wake(self) -> None:
+        """Look at the queue now (a run was just queued) rather than at the next poll."""
+        self._wake.set()
 
     def stop(self, run_id: str) -> None:
         """Stop a running run or take a queued one out of the queue, whichever process has it."""

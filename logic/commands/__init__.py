@@ -10,7 +10,7 @@ import sys
 from ..errors import UserError
 
 COMMAND_MODULES = ["models", "vqgan", "diffusion", "walk", "rerun", "artists", "convert",
-                   "queue"]
+                   "queue", "serve"]
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
