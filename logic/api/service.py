@@ -80,7 +80,7 @@ class ApiService:
     def _store_upload(self, data: bytes) -> Path:
         folder = self.config.output_dir / UPLOADS
         folder.mkdir(exist_ok=True)
-        path = folder / f"{secrets.token_hex(8)}.img"
+        path = folder / f"{secrets.token_hex(8)}{_suffix(data)}"
         path.write_bytes(data)
         return path
 
@@ -142,6 +142,14 @@ class ApiService:
             if details and runs.effective_status(details).get("status") in runs.FINISHED:
                 return runs.Run(run.path, runs.effective_status(details))
             time.sleep(poll)
+
+
+_MAGIC = {b"\x89PNG": ".png", b"\xff\xd8\xff": ".jpg", b"RIFF": ".webp", b"GIF8": ".gif"}
+
+
+def _suffix(data: bytes) -> str:
+    """A suffix from the file's first bytes, so the kept input has a name image tools recognise."""
+    return next((suffix for magic, suffix in _MAGIC.items() if data.startswith(magic)), ".img")
 
 
 def check_found(service: ApiService, run_id: str) -> runs.Run:
