@@ -230,6 +230,10 @@ def test_bodies_hosts_and_docs(start_app):
     big = requests.post(base + "/api/v1/runs", json={"mode": "diffusion", "params": {"prompt": "x" * 2000}})
     assert big.status_code == 413
     assert requests.get(base + "/api/v1/queue", headers={"Host": "evil.example"}).status_code == 400
+    # A cross-site form can send text/plain without a preflight: it must not be read as a run request.
+    form = requests.post(base + "/api/v1/runs", data='{"mode": "vqgan", "params": {"prompt": "x", "demo": true}}',
+                         headers={"Content-Type": "text/plain"})
+    assert form.status_code == 400 and requests.get(base + "/api/v1/queue").json()["queued"] == []
     schema = requests.get(base + "/openapi.json").json()
     assert {"/api/v1/runs", "/api/v1/runs/{run_id}/preview", "/sdapi/v1/txt2img", "/sdapi/v1/png-info"} <= set(schema["paths"])
     assert "RunRequest" in schema["components"]["schemas"]

@@ -75,6 +75,15 @@ def test_a_lost_index_entry_is_rebuilt_from_the_folder(output_dir):
     assert [e.path for e in queue.entries(output_dir)] == [run.path]
 
 
+def test_a_cli_that_died_while_waiting_leaves_the_queue_as_interrupted(output_dir):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    token = {**runs.process_token(), "pid": int(dead.stdout)}
+    run = queue.enqueue("vqgan", {**PARAMS, "steps": 2}, output_dir, held_by=token)
+    assert queue.entries(output_dir)[0].held_by == token
+    assert queue.clear_orphaned_entries(output_dir) == [run.run_id]
+    assert queue.entries(output_dir) == [] and status(run.path) == runs.INTERRUPTED
+
+
 def test_stop_through_the_folder_stops_a_running_run(output_dir):
     worker = queue.Worker("cpu", output_dir)
     try:
