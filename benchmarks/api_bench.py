@@ -11,6 +11,10 @@ run's time.
    answer, minus the run's own time on the device (``device_time``): queueing, picking it up,
    noticing the end, and sending the image back.
 
+Runs are spaced 2 s apart: right after a run the process spends a while in ``free_memory``'s full
+garbage collection (part of every run's life, in the CLI too), which would otherwise be counted
+against the next request. ``--back-to-back`` leaves the pause out to show that cost.
+
 Usage: python benchmarks/api_bench.py [--device cpu] [--posts 30] [--runs 5] [--steps 20] [--size 256]
 """
 
@@ -80,9 +84,13 @@ def time_to_queued(args, session: requests.Session, base: str) -> list[float]:
     return times
 
 
+PAUSE_S = 2.0  # between runs: the previous run's memory release (a full gc.collect) is the run's cost, not the API's
+
+
 def time_to_started(args, session: requests.Session, base: str) -> list[float]:
     delays = []
     for i in range(args.runs):
+        time.sleep(PAUSE_S)
         sent = time.time()
         run = session.post(base + "/api/v1/runs", json={"mode": "diffusion", "params": params(args, i)}).json()
         while (details := details_of(run["folder"]))["status"] not in ("done", "stopped", "failed"):
@@ -95,6 +103,7 @@ def overhead(args, session: requests.Session, base: str) -> list[tuple[float, fl
     """(whole request seconds, the run's device seconds) per synchronous txt2img."""
     found = []
     for i in range(args.runs):
+        time.sleep(PAUSE_S)
         started = time.perf_counter()
         answer = session.post(base + "/sdapi/v1/txt2img", json={"prompt": "a lighthouse", "steps": args.steps,
                                                                 "width": args.size, "height": args.size, "seed": i})
@@ -118,7 +127,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--back-to-back", action="store_true", help="no pause between runs")
     args = parser.parse_args()
+    global PAUSE_S
+    PAUSE_S = 0.0 if args.back_to_back else PAUSE_S
     session = requests.Session()
     with tempfile.TemporaryDirectory() as folder:
         process, base = start_server(Path(folder) / "queue-only", args.device, worker=False)

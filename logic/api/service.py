@@ -135,7 +135,7 @@ class ApiService:
         current = self.current_run()
         return schemas.QueueView(running=self.status(current) if current else None, queued=queued)
 
-    def wait_until_finished(self, run: runs.Run, poll: float = 0.05) -> runs.Run:
+    def wait_until_finished(self, run: runs.Run, poll: float = 0.02) -> runs.Run:
         """Block until the run ends (for A1111's synchronous txt2img/img2img)."""
         while True:
             details = runs.read_details(run.path)

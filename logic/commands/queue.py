@@ -7,6 +7,7 @@ run to the front or queues an interrupted one again.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import sys
@@ -37,6 +38,14 @@ def register(subparsers) -> None:
     listing.set_defaults(handler=run_queue)
 
 
+def freeze_imports() -> None:
+    """Move what the imports made (torch, diffusers, the web stack: ~400k objects) out of the
+    garbage collector's reach: the full collection after every run (``devices.free_memory``) then
+    walks only what runs made, and stalls a long-lived server's requests for a fraction as long."""
+    gc.collect()
+    gc.freeze()
+
+
 def _common(parser) -> None:
     parser.add_argument("--output", metavar="DIR", help="folder of run folders (default: output/)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: auto)")
@@ -46,6 +55,7 @@ def run_worker(args) -> int:
     output = args.output or default_output_dir()
     done = threading.Event()
     worker = queue.Worker(args.device, output, start=False)
+    freeze_imports()
     if args.exit_when_idle:
         worker.on_idle = lambda: queue.entries(output) or done.set()
     previous = signal.signal(signal.SIGTERM, lambda *_: done.set())
@@ -59,6 +69,7 @@ def run_worker(args) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
         worker.close()
+        gc.unfreeze()
     return 0
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 
 from ..settings import output_dir as default_output_dir
+from .queue import freeze_imports
 
 
 def register(subparsers) -> None:
@@ -34,7 +36,11 @@ def run_serve(args) -> int:
     config = ApiConfig(output_dir=args.output or default_output_dir(), device=args.device, host=args.host,
                        port=args.port, api_key=key, demo=args.demo, worker=args.worker)
     app = create_app(config)
+    freeze_imports()
     print(f"Atelier API on http://{args.host}:{args.port} (docs: /docs) for {config.output_dir}", file=sys.stderr,
           flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    finally:
+        gc.unfreeze()  # let shutdown free everything (else native extensions report "leaks")
     return 0
