@@ -27,7 +27,7 @@ def router(service: ApiService) -> APIRouter:
     @api.get("/health", response_model=schemas.Health)
     def health():
         return schemas.Health(device=service.device, output=str(service.config.output_dir),
-                              worker=service.worker is not None)
+                              worker=service.worker_alive)
 
     @api.get("/modes", response_model=list[schemas.ModeInfo])
     def modes():
@@ -101,8 +101,7 @@ def router(service: ApiService) -> APIRouter:
             queue.requeue(run)
         except UserError as exc:
             raise user_error_to_400(exc) from None
-        if service.worker is not None:
-            service.worker.wake()
+        service.wake()
         return service.status(runs.open_run(run.path))
 
     @api.get("/queue", response_model=schemas.QueueView)

@@ -5,7 +5,11 @@ Routes stay thin: they turn requests into ``submit`` calls and run folders into 
 
 from __future__ import annotations
 
+import os
 import secrets
+import signal
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,6 +23,8 @@ from . import schemas
 from .security import MAX_BODY_BYTES, confine_paths, decode_image_data
 
 UPLOADS = ".uploads"   # in the output folder; an upload lives until its run has copied it into inputs/
+WORKER_GRACE_S = 10.0
+WORKER_READY = "ready"
 RUN_ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 
 
@@ -36,24 +42,56 @@ class ApiConfig:
     max_body_bytes: int = MAX_BODY_BYTES
 
 
+def start_worker(device: str, output_dir: Path) -> subprocess.Popen:
+    """The queue's worker in its own process: generation (and the full garbage collection after
+    each run) then never holds this server's interpreter, so requests are answered meanwhile.
+    It exits when the server does (``--parent``)."""
+    return subprocess.Popen([sys.executable, "-m", "logic", "worker", "--device", device, "--output", str(output_dir),
+                             "--parent", str(os.getpid())], cwd=Path(__file__).resolve().parents[2],
+                            stdout=subprocess.PIPE, text=True)
+
+
 @dataclass
 class ApiService:
     config: ApiConfig
     device: str = ""
-    worker: queue.Worker | None = None
+    worker: subprocess.Popen | None = None   # `python -m logic worker`, started and stopped with the server
     options: dict = field(default_factory=dict)   # A1111 options set through /sdapi/v1/options
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _worker_ready: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self.device = resolve_device(self.config.device)
         self.config.output_dir = Path(self.config.output_dir)
         self.config.output_dir.mkdir(parents=True, exist_ok=True)
         if self.config.worker:
-            self.worker = queue.Worker(self.device, self.config.output_dir)
+            self.worker = start_worker(self.device, self.config.output_dir)
+            threading.Thread(target=self._wait_for_worker, daemon=True).start()
+
+    def _wait_for_worker(self) -> None:
+        # The worker says "ready" once it handles SIGUSR1 (before that the signal would end it).
+        for line in self.worker.stdout:
+            if line.strip() == WORKER_READY:
+                self._worker_ready.set()
 
     def close(self) -> None:
-        if self.worker is not None:
-            self.worker.close(timeout=5)
+        """Stop the worker: it finishes its run if that is quick, else the run reads as interrupted."""
+        if self.worker is None or self.worker.poll() is not None:
+            return
+        self.worker.terminate()
+        try:
+            self.worker.wait(WORKER_GRACE_S)
+        except subprocess.TimeoutExpired:
+            self.worker.kill()
+            self.worker.wait()
+
+    def wake(self) -> None:
+        """Tell the worker a run was queued (else it sees it at its next look, within 0.2 s)."""
+        if self._worker_ready.is_set() and self.worker.poll() is None:
+            os.kill(self.worker.pid, signal.SIGUSR1)
+
+    @property
+    def worker_alive(self) -> bool:
+        return self.worker is not None and self.worker.poll() is None
 
     # submitting -----------------------------------------------------------------------------------
 
@@ -69,8 +107,7 @@ class ApiService:
         finally:
             if upload is not None:
                 upload.unlink(missing_ok=True)
-        if self.worker is not None:
-            self.worker.wake()
+        self.wake()
         return run
 
     def submit_b64(self, mode: str, params: dict, image_b64: str | None, **extra) -> runs.Run:
@@ -118,9 +155,6 @@ class ApiService:
 
     def current_run(self) -> runs.Run | None:
         """The run on this device now, whichever process runs it."""
-        if self.worker is not None:
-            state = self.worker.current()
-            return runs.open_run(state.run_dir) if state is not None else None
         info = queue.DeviceLock(self.device).holder() or {}
         details = runs.read_details(Path(info["run_dir"])) if info.get("run_dir") else None
         return runs.Run(Path(info["run_dir"]), details) if details and details.get("status") == runs.RUNNING else None

@@ -7,7 +7,9 @@ run to the front or queues an interrupted one again.
 
 from __future__ import annotations
 
+import argparse
 import gc
+import os
 import logging
 import signal
 import sys
@@ -23,6 +25,7 @@ def register(subparsers) -> None:
     worker = subparsers.add_parser("worker", help="run queued runs of an output folder on one device until stopped")
     _common(worker)
     worker.add_argument("--exit-when-idle", action="store_true", help="exit once the queue is empty")
+    worker.add_argument("--parent", type=int, metavar="PID", help=argparse.SUPPRESS)  # exit with this process
     worker.set_defaults(handler=run_worker)
 
     stop = subparsers.add_parser("stop", help="stop a run (or take a queued run out of the queue)")
@@ -59,11 +62,15 @@ def run_worker(args) -> int:
     if args.exit_when_idle:
         worker.on_idle = lambda: queue.entries(output) or done.set()
     previous = signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGUSR1, lambda *_: worker.wake())  # "a run was queued" (from the API server)
+    if args.parent:
+        print("ready", flush=True)  # to the server that started us: SIGUSR1 is handled from now on
     print(f"Worker on {worker.device} for {output}; Ctrl-C stops it after the running run.", file=sys.stderr)
     worker.start()
     try:
         while not done.wait(0.5):
-            pass
+            if args.parent and os.getppid() != args.parent:
+                break  # the server that started this worker is gone
     except KeyboardInterrupt:
         pass
     finally:
