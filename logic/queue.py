@@ -174,8 +174,9 @@ def move_to_front(run: runs.Run) -> None:
 
 def requeue(run: runs.Run) -> None:
     """Queue an interrupted (or failed/stopped) run again, in the same folder, at the back."""
-    if run.status in runs.ACTIVE:
-        raise UserError(f"The run {run.run_id} is {run.status}: only a finished run can be queued again.")
+    if run.status not in (runs.INTERRUPTED, runs.FAILED, runs.STOPPED):
+        raise UserError(f"The run {run.run_id} is {run.status}: only an interrupted, failed or stopped run can be "
+                        "queued again (`python -m logic rerun` makes a new run from any run).")
     for name in (runs.STOP_REQUEST, runs.PREVIEW, runs.METRICS, runs.ANIM):
         run.file(name).unlink(missing_ok=True)
     run.update(status=runs.QUEUED, owner=None, started=None, finished=None, error=None,
@@ -199,7 +200,9 @@ class DeviceLock:
 
         self.device = device_name(device)
         folder = locks_dir()
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if folder.stat().st_uid != os.getuid():  # in a shared /tmp someone else could have made it first
+            raise UserError(f"The lock folder {folder} belongs to another user: set ATELIER_LOCKS to a folder of yours.")
         self.path = folder / (self.device.replace(":", "-") + ".lock")
         self.info_path = self.path.with_suffix(".json")
         self._fd: int | None = None

@@ -62,6 +62,8 @@ def test_queue_order_front_and_requeue(output_dir):
     assert status(made[0].path) == runs.STOPPED and len(queue.entries(output_dir)) == 2
     with pytest.raises(queue.UserError, match="not waiting in the queue"):
         queue.move_to_front(runs.open_run(made[0].path))
+    with pytest.raises(queue.UserError, match="only an interrupted, failed or stopped run"):
+        queue.requeue(runs.open_run(made[1].path))  # still queued
     queue.requeue(runs.open_run(made[0].path))
     assert [e.path for e in queue.entries(output_dir)][-1] == made[0].path
     assert not (made[0].path / runs.STOP_REQUEST).exists() and status(made[0].path) == runs.QUEUED
