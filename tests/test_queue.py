@@ -1,7 +1,6 @@
 """The shared queue on the demo VQGAN+CLIP: order, stop through the folder, the device lock across
 processes, a foreground CLI waiting its turn, and 20 runs from two processes surviving a killed worker."""
 
-import json
 import os
 import signal
 import subprocess
