@@ -246,3 +246,20 @@ def test_serving_beyond_loopback_needs_a_key(capsys, tmp_path):
     short = tmp_path / "key"
     short.write_text("short")
     assert cli_main(["serve", "--host", "0.0.0.0", "--api-key-file", str(short)]) == 2
+
+
+def test_png_info_reads_text_chunks_only_and_refuses_non_images(start_app):
+    from PIL import Image, PngImagePlugin
+
+    base, _ = start_app()
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", 'a fox, "quoted"\nNegative prompt: blur\nSteps: 20, Sampler: Euler a, Seed: 5')
+    info.add_text("Software", "elsewhere")
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, format="PNG", pnginfo=info)
+    answer = requests.post(base + "/sdapi/v1/png-info",
+                           json={"image": "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()}).json()
+    assert answer["parameters"]["Prompt"] == 'a fox, "quoted"' and answer["parameters"]["Negative prompt"] == "blur"
+    assert answer["parameters"]["Seed"] == "5" and answer["items"] == {"Software": "elsewhere"}
+    bad = requests.post(base + "/sdapi/v1/png-info", json={"image": base64.b64encode(b"hello").decode()})
+    assert bad.status_code == 400 and "not one Pillow can read" in bad.json()["detail"]

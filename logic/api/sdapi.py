@@ -228,7 +228,7 @@ def read_png_info(data: bytes) -> schemas.SdPngInfoResponse:
     try:
         with Image.open(io.BytesIO(data)) as image:  # text chunks only: the pixels are never decoded
             text_items = {k: v for k, v in image.info.items() if isinstance(v, str)}
-    except (UnidentifiedImageError, OSError):
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
         raise UserError("The image is not one Pillow can read: send a PNG, JPEG or WebP file.") from None
     info = text_items.pop("parameters", "")
     parameters: dict = {}
