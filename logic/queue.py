@@ -453,6 +453,25 @@ def clear_orphaned_entries(output_dir: Path | str) -> list[str]:
     return cleared
 
 
+def running_runs(output_dir: Path | str) -> list[tuple[str, runs.Run]]:
+    """(device, run) for each device lock whose holder runs a run of ``output_dir`` now."""
+    from .settings import locks_dir
+
+    found = []
+    for info_path in sorted(locks_dir().glob("*.json")):
+        try:
+            info = json.loads(info_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        path = Path(info.get("run_dir") or "")
+        if not runs.owner_is_alive(info.get("owner")) or path.parent.resolve() != Path(output_dir).resolve():
+            continue
+        details = runs.read_details(path)
+        if details and details.get("status") == runs.RUNNING:
+            found.append((info_path.stem, runs.Run(path, details)))
+    return found
+
+
 # --- Reading a run someone else runs -------------------------------------------------------------
 
 def state_from_disk(run: runs.Run) -> jobs.JobState:

@@ -101,7 +101,9 @@ def test_foreground_cli_waits_for_the_device_and_then_runs(output_dir):
     lock = queue.DeviceLock("cpu")
     assert lock.try_acquire()
     other = runs.create_run(output_dir, "vqgan", {"prompt": "someone else's"})
+    other.update(status=runs.RUNNING)
     lock.announce(other)
+    assert [(device, run.run_id) for device, run in queue.running_runs(output_dir)] == [("cpu", other.run_id)]
     process = subprocess.Popen(
         [sys.executable, "-m", "logic", "vqgan", "--demo", "--prompt", "a fox", "--steps", "2", "--size", "32", "32",
          "--cutn", "2", "--device", "cpu", "--output", str(output_dir)],

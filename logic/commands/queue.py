@@ -99,6 +99,9 @@ def run_queue(args) -> int:
         queue.move_to_front(queue.find(output, args.front))
     elif args.requeue:
         queue.requeue(queue.find(output, args.requeue))
+    for device, run in queue.running_runs(output):
+        print(f"  >  {run.run_id}  {run.details.get('mode', '?'):9s} {str(run.details.get('prompt', ''))[:60]} "
+              f"(running on {device})")
     for position, entry in enumerate(queue.entries(output), 1):
         details = runs.read_details(entry.path) or {}
         waiting = " (CLI, in the foreground)" if entry.held_by else ""
