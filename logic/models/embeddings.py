@@ -103,8 +103,8 @@ def _vectors_of(data) -> dict[int, torch.Tensor]:
         tensors = [data["emb_params"]]
     elif "clip_l" in data or "clip_g" in data:
         tensors = [data[k] for k in ("clip_l", "clip_g") if k in data]
-    elif len(data) == 1 and torch.is_tensor(next(iter(data.values()))):
-        tensors = [next(iter(data.values()))]      # diffusers: {"<token>": vectors}
+    elif len(data) == 1 and "." not in next(iter(data)) and torch.is_tensor(next(iter(data.values()))):
+        tensors = [next(iter(data.values()))]      # diffusers: {"<token>": vectors} (a name, not a layer)
     else:
         return {}
     vectors = {}
