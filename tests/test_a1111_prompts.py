@@ -218,3 +218,22 @@ def test_truncation_is_said_in_one_sentence():
     assert encode.truncation_note(tokenizer, "a red fox", 77, "T5") is None
     note = encode.truncation_note(tokenizer, " ".join(["fox"] * 300), 256, "T5")
     assert "300 tokens" in note and "first 255" in note and "45 were cut" in note
+
+
+def test_t5_families_get_plain_text_and_a_cut_is_recorded():
+    """A pipeline with a T5 encoder (here SD 3's slot holds a tokenizer with a small limit) is never cut silently."""
+    from types import SimpleNamespace
+
+    from logic.a1111 import run_prompts
+
+    pipe = SimpleNamespace(tokenizer=sd1().tokenizer, text_encoder=sd1().text_encoder, tokenizer_3=sd1().tokenizer,
+                           text_encoder_3=object(), text_encoder_2=None, _execution_device="cpu")
+    assert not run_prompts.is_clip_only(pipe) and run_prompts.is_clip_only(sd1()) and run_prompts.is_clip_only(sdxl())
+    long = "a (red:1.3) fox BREAK " + " ".join(["snow"] * 300)
+    result = run_prompts.encode_run_prompts(pipe, [long + " <lora:x:0.5>"], "blurry")
+    assert result.kwargs() == {"prompt": "a red fox " + " ".join(["snow"] * 300), "negative_prompt": "blurry"}
+    record = result.record
+    assert record["truncated"] is True and record["max_tokens"] == 255 and record["tokens"] == [303]
+    assert any("were cut" in note for note in record["notes"]) and any("not applied" in n for n in record["notes"])
+    short = run_prompts.encode_run_prompts(pipe, ["a fox"], "")
+    assert short.record["truncated"] is False and short.record["notes"] == []
