@@ -280,3 +280,16 @@ def test_vqgan_png_keeps_the_prompt_weights(output_dir):
     state = jobs.execute_run(engine_module, spec, run, device="cpu", cache=CACHE)
     assert state.status == runs.DONE, state.error
     assert read_parameters(runs.open_run(run.path).file("output.png"))["prompt"] == "a red fox:1 | snow:-0.5"
+
+
+def test_a_long_prompt_runs_in_chunks_and_the_cli_says_so(output_dir, capsys):
+    tiny_models()
+    long = ", ".join(["a (red:1.2) fox in deep snow"] * 25) + " BREAK watercolour"
+    assert main(["diffusion", "--prompt", long, "--model", "tiny", "--steps", "2", "--size", "32", "32",
+                 "--output", str(output_dir), "--device", "cpu", "--preview-every", "0", "--seed", "3"]) == 0
+    captured = capsys.readouterr()
+    run = runs.open_run(captured.out.strip().splitlines()[-1])
+    encoding = run.details["prompt_encoding"]
+    assert encoding["chunks"] == 4 and encoding["tokens"][0] > 150 and encoding["truncated"] is False
+    assert "note: The prompt is" in captured.err and "4 chunks" in captured.err
+    assert read_parameters(run.file("output.png"))["prompt"] == long

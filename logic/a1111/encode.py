@@ -159,8 +159,7 @@ def _tokenize_line(tokenizer, text: str, embeddings: dict) -> tuple[list[Chunk],
             position += consumed
     if chunk.tokens or not chunks:
         close()
-    used = sum(len(c.tokens) for c in chunks[:-1]) + len(chunks[-1].tokens) if chunks else 0
-    return chunks, used
+    return chunks, sum(len(c.tokens) for c in chunks)
 
 
 def _empty_chunk() -> Chunk:

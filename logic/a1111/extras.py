@@ -82,7 +82,12 @@ def use_vae(models, name: str | None) -> None:
     else:
         key = str(wanted)
         if key not in models.vae_overrides:
-            models.vae_overrides[key] = load_vae_file(wanted, models.base_vae)
+            vae = load_vae_file(wanted, models.base_vae)
+            # with model CPU offload the override has no offload hook: it lives on the execution device
+            vae = vae.to(pipe._execution_device)
+            if models.plan.vae_tiling:
+                vae.enable_tiling()
+            models.vae_overrides[key] = vae
         vae = models.vae_overrides[key]
     if pipe.vae is not vae:
         pipe.register_modules(vae=vae)
