@@ -76,6 +76,9 @@ def load_embedding(path: Path) -> Embedding:
         raise UserError(f"The file {path.name} in the embeddings folder is not a textual-inversion embedding "
                         "(no string_to_param, emb_params or clip_l/clip_g tensors): supported are A1111 .pt, "
                         ".safetensors and diffusers learned_embeds files.")
+    length = next(iter(vectors.values())).shape[0]
+    if length > 75:
+        raise UserError(f"The embedding {path.name} has {length} vectors, more than the 75 a prompt chunk holds.")
     return Embedding(path.stem, path, vectors)
 
 
