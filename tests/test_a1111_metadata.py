@@ -77,10 +77,15 @@ def test_read_parameters_from_png_path_bytes_and_jpeg_exif(tmp_path):
     (tmp_path / "a.png").write_bytes(data)
     assert metadata.read_parameters(tmp_path / "a.png")["Seed"] == "1234567"
     assert metadata.read_parameters(data)["raw"] == A1111_TEXT
-    exif = Image.Exif()
-    exif.get_ifd(0x8769)[0x9286] = b"UNICODE\x00" + CIVITAI_TEXT.encode("utf-16-be")   # A1111's JPEG form
+    import piexif
+    import piexif.helper
+
+    # A1111's JPEG form: piexif's UserComment (UTF-16) in the EXIF
+    comment = piexif.helper.UserComment.dump(CIVITAI_TEXT, encoding="unicode")
+    exif = piexif.dump({"Exif": {piexif.ExifIFD.UserComment: comment}})
     Image.new("RGB", (8, 8)).save(tmp_path / "b.jpg", exif=exif)
     assert metadata.read_parameters(tmp_path / "b.jpg")["Seed"] == "42"
+    assert metadata.read_parameters(tmp_path / "b.jpg")["raw"] == CIVITAI_TEXT
     Image.new("RGB", (8, 8)).save(tmp_path / "plain.png")
     assert metadata.read_parameters(tmp_path / "plain.png") == {}
     with pytest.raises(UserError, match="holds no generation parameters"):

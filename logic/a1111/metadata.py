@@ -145,12 +145,8 @@ def _exif_comment(image) -> str | None:
     if isinstance(raw, bytes):
         head, body = raw[:8], raw[8:]
         if head.startswith(b"UNICODE"):
-            for codec in ("utf-16-be", "utf-16-le"):
-                try:
-                    text = body.decode(codec)
-                    if text.isprintable() or "\n" in text:
-                        return text
-                except UnicodeDecodeError:
-                    continue
+            # A1111 (piexif) writes UTF-16 big-endian; some tools little-endian: ASCII text shows which
+            codec = "utf-16-le" if len(body) > 1 and body[0] != 0 and body[1] == 0 else "utf-16-be"
+            return body.decode(codec, "replace") or None
         return body.decode("utf-8", "ignore") or None
     return str(raw) if raw else None
