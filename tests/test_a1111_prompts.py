@@ -122,6 +122,22 @@ def test_clip_skip_takes_an_earlier_layer_through_the_final_norm():
         encode.encode_texts(branches(), ["a red fox"], clip_skip=5)
 
 
+def test_sd2_style_padding_after_the_end_token_matches_diffusers():
+    """SD 2.x's OpenCLIP tokenizer pads with "!" (id 0), not the end token: chunks are padded the same way."""
+    from diffusers import StableDiffusionPipeline
+    from transformers import CLIPTokenizer
+
+    base = sd1()
+    tokenizer = CLIPTokenizer.from_pretrained(str(sd_common.tokenizer_cache()), local_files_only=True, pad_token="!")
+    pipe = StableDiffusionPipeline(**{**base.components, "tokenizer": tokenizer})
+    ours = encode.encode_texts(encode.branches_of(pipe), ["a (red) fox", "blurry"])
+    plain = encode.encode_texts(encode.branches_of(pipe), ["a red fox", "blurry"])
+    cond, uncond = pipe.encode_prompt("a red fox", "cpu", 1, True, "blurry")
+    assert torch.equal(plain.embeds[0], cond) and torch.equal(plain.embeds[1], uncond)
+    assert not torch.equal(plain.embeds[0], encode.encode_texts(branches(), ["a red fox"]).embeds[0])
+    assert not torch.equal(ours.embeds[0], plain.embeds[0])
+
+
 # SDXL: two encoders, CLIP-G padded with "!", pooled output ----------------------------------------------
 
 @functools.lru_cache(maxsize=1)
