@@ -473,14 +473,17 @@ def set_loras(models: SdModels, loras: list[tuple[Path, float]]) -> None:
 def _load_lora(pipe, path: Path, adapter_name: str) -> None:
     # issue 13: the file's format is checked first (LoHa/LoKr/embedding/no LoRA keys: one sentence);
     # the old diffusers attention-processor format is converted to the PEFT keys diffusers reads
-    state = lora_formats.lora_state_dict(path)
+    converted, first_key = lora_formats.prepare_lora(path)
     try:
-        pipe.load_lora_weights(state, adapter_name=adapter_name)
+        if converted is not None:
+            pipe.load_lora_weights(converted, adapter_name=adapter_name)
+        else:
+            pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=adapter_name)
     except (ValueError, KeyError, RuntimeError, OSError) as exc:
         pipe.unload_lora_weights()
         raise UserError(f"The LoRA {path.name} does not fit this model ({_first_line(exc)}): "
                         "use a LoRA trained for the same base model.") from None
-    lora_formats.check_applied(pipe, path, adapter_name, state)
+    lora_formats.check_applied(pipe, path, adapter_name, first_key)
 
 
 # Single files --------------------------------------------------------------------------------------

@@ -33,10 +33,15 @@ def read_tensors(path: Path) -> dict:
         raise UserError(f"The LoRA {path.name} could not be read ({str(exc).splitlines()[0][:120]}).") from None
 
 
-def lora_state_dict(path: Path) -> dict:
-    """The file's tensors in a form ``load_lora_weights`` reads, or one sentence saying what it is."""
+def prepare_lora(path: Path) -> tuple[dict | None, str]:
+    """(converted tensors, or None when diffusers reads the file as it is; the file's first key).
+
+    Read as it is, diffusers also sees the file's metadata (PEFT's alpha and rank), so only the old
+    format, which has none, is handed over converted. Unusable files are one sentence.
+    """
     path = Path(path)
     state = read_tensors(path)
+    first_key = next(iter(state), "none")
     kind = classify(state)
     if kind == "loha":
         raise UserError(f"{path.name} is a LyCORIS LoHa file, which Atelier cannot load: {SUPPORTED}.")
@@ -45,12 +50,9 @@ def lora_state_dict(path: Path) -> dict:
     if kind == "embedding":
         raise UserError(f"{path.name} is a textual-inversion embedding, not a LoRA: put it in assets/embeddings/ "
                         f"and write {path.stem} in the prompt.")
-    if kind == "old-diffusers":
-        return convert_old_processor_format(state)
     if kind == "unknown":
-        example = next(iter(state), "none")
-        raise UserError(f"{path.name} holds no LoRA weights Atelier recognises (first key: {example}): {SUPPORTED}.")
-    return state
+        raise UserError(f"{path.name} holds no LoRA weights Atelier recognises (first key: {first_key}): {SUPPORTED}.")
+    return (convert_old_processor_format(state) if kind == "old-diffusers" else None), first_key
 
 
 def classify(state: dict) -> str:
@@ -86,7 +88,7 @@ def convert_old_processor_format(state: dict) -> dict:
     return converted
 
 
-def check_applied(pipe, path: Path, adapter_name: str, state: dict) -> None:
+def check_applied(pipe, path: Path, adapter_name: str, example: str) -> None:
     """A LoRA whose keys matched no layer loads as nothing in diffusers (a warning at most): say so."""
     try:
         adapters = {name for names in pipe.get_list_adapters().values() for name in names}
@@ -94,6 +96,5 @@ def check_applied(pipe, path: Path, adapter_name: str, state: dict) -> None:
         return
     if adapter_name not in adapters:
         pipe.unload_lora_weights()
-        example = next(iter(state), "none")
         raise UserError(f"The LoRA {Path(path).name} names no layer of this model (e.g. {example}): it was made "
                         f"for another kind of model, or {SUPPORTED}.")
