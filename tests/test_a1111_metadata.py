@@ -134,3 +134,16 @@ def test_addnet_hash_skips_the_safetensors_header(tmp_path):
     a, b = hashes.lora_hash(tmp_path / "a.safetensors"), hashes.lora_hash(tmp_path / "b.safetensors")
     assert a == b == hashlib.sha256(tensors["w"].numpy().tobytes()).hexdigest()[:12]
     assert hashes.file_sha256(tmp_path / "a.safetensors") != hashes.file_sha256(tmp_path / "b.safetensors")
+
+
+@pytest.mark.parametrize("sampler, schedule, expected, said", [
+    ("DPM++ 2M SDE", "Karras", "DPM++ 2M SDE Karras", None),
+    ("Euler a", "Automatic", "Euler a", None),
+    ("DPM++ 2M", "Exponential", "DPM++ 2M", "schedule type 'Exponential' is not available"),
+    ("Weird sampler", "", None, "sampler 'Weird sampler' is not available"),
+])
+def test_samplers_map_with_their_schedule_or_are_named(sampler, schedule, expected, said):
+    found = {"prompt": "a", "negative": "", "Sampler": sampler, **({"Schedule type": schedule} if schedule else {})}
+    image = map_parameters(found)
+    assert image.params.get("scheduler") == expected
+    assert (said is None and not image.notes) or any(said in note for note in image.notes)

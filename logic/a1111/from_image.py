@@ -93,9 +93,12 @@ def _sampler_with_schedule(result: ImageSettings, found: dict) -> None:
     for candidate in candidates:
         try:
             result.params["scheduler"] = resolve_scheduler(candidate)
-            return
         except UserError:
             continue
+        if len(candidates) == 2 and candidate == name:
+            result.notes.append(f"The schedule type {schedule!r} is not available here: {name} runs with its "
+                                "default schedule.")
+        return
     del result.params["scheduler"]
     result.unknown["Sampler"] = f"{name} {schedule}".strip()
     result.notes.append(f"The sampler {name!r} is not available here; the current sampler is kept.")
