@@ -34,6 +34,7 @@ import torch
 import yaml
 
 from ..errors import UserError
+from . import hashes, lora_formats
 from .checkpoints import check_safetensors_header, load_checkpoint, state_dict_of
 from .hub import install_timeouts
 
@@ -333,6 +334,11 @@ class SdModels:
     safety_checker: Any = None            # callable(images) -> list[bool], or None
     demo: bool = False
     preview_decoders: dict = field(default_factory=dict)   # folder -> AutoencoderTiny, loaded on first use
+    # issue 13 (logic/a1111/extras.py): VAE override and hub revision
+    revision: str | None = None           # a hub model's commit
+    base_vae: Any = None                  # the model's own VAE while an override is in place
+    vae_overrides: dict = field(default_factory=dict)      # VAE file -> AutoencoderKL, loaded on first use
+    vae: dict | None = None               # {name, hash, path} of this run's VAE override
     _img2img: Any = None
 
     @property
@@ -369,8 +375,10 @@ def load_sd(source: ModelSource, device: str, plan: MemoryPlan, tokenizer_cache:
     if checker is not None and not plan.cpu_offload:
         checker.checker.to(device)  # no longer a pipeline component, so pipe.to() does not move it
     pipe.set_progress_bar_config(disable=True)
-    model_hash = short_hash(Path(source.location)) if source.kind != "hub" else _hub_revision(pipe)
-    return SdModels(pipe, source, plan, device, model_hash, [], checker)
+    # A1111/Civitai's "Model hash" (AutoV2) for files; folders have none; hub models record their commit
+    model_hash = hashes.model_hash(Path(source.location)) if source.kind == "file" else None
+    revision = hashes.hub_revision(source.location) if source.kind == "hub" else None
+    return SdModels(pipe, source, plan, device, model_hash, [], checker, revision=revision)
 
 
 def _from_pretrained(source: ModelSource, dtype: torch.dtype):
@@ -451,7 +459,7 @@ def set_loras(models: SdModels, loras: list[tuple[Path, float]]) -> None:
     are removed, not fused: the base weights are never changed, so a plain run after a LoRA run is
     the same as before it).
     """
-    wanted = [{"name": Path(p).stem, "path": str(p), "weight": float(w), "hash": file_sha256(p)} for p, w in loras]
+    wanted = [{"name": Path(p).stem, "path": str(p), "weight": float(w), "hash": hashes.lora_hash(p)} for p, w in loras]
     if wanted == models.loras:
         return
     if models.loras:
@@ -466,12 +474,19 @@ def set_loras(models: SdModels, loras: list[tuple[Path, float]]) -> None:
 
 
 def _load_lora(pipe, path: Path, adapter_name: str) -> None:
+    # issue 13: the file's format is checked first (LoHa/LoKr/embedding/no LoRA keys: one sentence);
+    # the old diffusers attention-processor format is converted to the PEFT keys diffusers reads
+    converted, first_key = lora_formats.prepare_lora(path)
     try:
-        pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=adapter_name)
+        if converted is not None:
+            pipe.load_lora_weights(converted, adapter_name=adapter_name)
+        else:
+            pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=adapter_name)
     except (ValueError, KeyError, RuntimeError, OSError) as exc:
         pipe.unload_lora_weights()
         raise UserError(f"The LoRA {path.name} does not fit this model ({_first_line(exc)}): "
                         "use a LoRA trained for the same base model.") from None
+    lora_formats.check_applied(pipe, path, adapter_name, first_key)
 
 
 # Single files --------------------------------------------------------------------------------------
