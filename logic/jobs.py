@@ -1,8 +1,9 @@
-"""Running engines: one lifecycle for every run, a model cache, and one background worker per device.
+"""Running engines: one lifecycle for every run, and a model cache (the queue and its workers: logic.queue).
 
 ``execute_run`` is the whole life of a run (load, prepare, iterate, save) and is shared by the CLI
-(in the foreground) and the app (through ``Worker`` in a background thread). Whatever happens —
-done, stopped, failed — the run is saved through ``_finish``.
+(in the foreground) and every queue worker (``logic.queue``: the app, the API server,
+``python -m logic worker``). Whatever happens — done, stopped, failed — the run is saved through
+``_finish``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import os
 import statistics
 import threading
 import time
@@ -24,7 +26,7 @@ from . import media, runs
 from .devices import free_memory, resolve_device
 from .engines import get_engine
 from .engines.base import Progress, Result, RunContext
-from .errors import UserError, describe_failure
+from .errors import UserError, describe_failure, is_disk_full, is_out_of_memory
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +119,8 @@ class _RunRecorder:
 
     def record(self, event: Progress) -> None:
         self.speed.tick()
+        if stop_requested(self.run):  # a stop asked through the folder (CLI, API, another app)
+            self.state.stop_event.set()
         state = self.state
         state.step, state.total = event.step, event.total
         state.it_s, state.eta_s = self.speed.it_s(), self.speed.eta_s(event.step, event.total)
@@ -148,6 +152,11 @@ class _RunRecorder:
         self._last_checkpoint = time.monotonic()
 
 
+def stop_requested(run: runs.Run) -> bool:
+    """True once someone asked this run to stop through its folder (one stat, cheap every step)."""
+    return run.file(runs.STOP_REQUEST).exists()
+
+
 def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -159,7 +168,8 @@ def submit_run(mode: str, params: dict, output_dir: Path | str, **extra: Any) ->
     """
     engine = get_engine(mode)
     spec = engine.build_spec(params)
-    run = runs.create_run(output_dir, mode, params, spec.to_params(), **extra)
+    request = extra.pop("request", params)  # what was asked, as given (a rerun passes its own)
+    run = runs.create_run(output_dir, mode, request, spec.to_params(), **extra)
     return engine, spec, run
 
 
@@ -170,12 +180,18 @@ def execute_run(engine, spec, run: runs.Run, *, device: str | None = None, cache
     cache = cache or ModelCache()
     state = state or new_state(run)
     state.status = runs.RUNNING
-    run.update(status=runs.RUNNING, started=runs.now_iso(), device=device)
     recorder = _RunRecorder(run, state, fps=float(getattr(spec, "fps", 10) or 10))
     timing: dict[str, float | None] = {"load_s": None, "generate_s": None, "median_step_s": None}
     result: Result | None = None
     try:
-        spec = _keep_inputs(engine, spec, run)
+        run.reserve_space()
+        # device_time: wall-clock times at sub-second precision, written with the start and the end
+        # status, so any two runs of one device can be shown never to overlap (the queue's lock).
+        run.update(status=runs.RUNNING, started=runs.now_iso(), device=device,
+                   device_time={"device": device, "pid": os.getpid(), "from": round(time.time(), 4)})
+        if stop_requested(run):
+            state.stop_event.set()
+        spec = keep_inputs(engine, spec, run)
         spec, models, timing["load_s"] = _load_and_prepare(engine, spec, run, device, cache, state)
         ctx = RunContext(run.path, device, state.stop_event, report=lambda m: setattr(state, "message", m))
         started = time.perf_counter()
@@ -185,14 +201,26 @@ def execute_run(engine, spec, run: runs.Run, *, device: str | None = None, cache
     except KeyboardInterrupt:
         status, error = runs.STOPPED, None
     except Exception as exc:  # noqa: BLE001 - any failure ends as a failed run with a sentence
-        if not isinstance(exc, UserError):
-            log.exception("Run %s failed", run.run_id)
-        status, error = runs.FAILED, describe_failure(exc)
-        if not isinstance(exc, UserError) and "out of memory" in error:
+        status, error = runs.FAILED, _failure_sentence(run, exc)
+        if not isinstance(exc, UserError) and is_out_of_memory(exc):
             cache.release()
     timing["median_step_s"] = _round(recorder.speed.median(), 4)
     _finish(run, state, recorder, result, status, error, timing, spec)
     return state
+
+
+def _failure_sentence(run: runs.Run, exc: BaseException) -> str:
+    """The one sentence for a failed run; an unexpected failure's traceback goes to its log.txt
+    (and to the log at debug level: the CLI shows it with --verbose), never to the person's screen."""
+    if isinstance(exc, UserError):
+        return str(exc)
+    log.debug("Run %s failed", run.run_id, exc_info=exc)
+    if is_disk_full(exc) or is_out_of_memory(exc):
+        log.info("Run %s failed: %s", run.run_id, exc)
+        return describe_failure(exc, folder=run.path.parent)
+    log_file = run.log_exception(exc)
+    log.info("Run %s failed (%s: %s); traceback in %s", run.run_id, type(exc).__name__, exc, log_file)
+    return describe_failure(exc, folder=run.path.parent, log_file=log_file)
 
 
 def new_state(run: runs.Run) -> JobState:
@@ -200,7 +228,7 @@ def new_state(run: runs.Run) -> JobState:
                     total=run.details.get("progress", {}).get("total") or 0)
 
 
-def _keep_inputs(engine, spec, run: runs.Run):
+def keep_inputs(engine, spec, run: runs.Run):
     """Given files are copied into inputs/ first, and the resolved spec points at the copies,
     so a rerun finds them even if the run fails or the originals move."""
     keep = getattr(engine, "keep_inputs", None)
@@ -218,7 +246,7 @@ def record_resolved(run: runs.Run, spec, **details: Any) -> None:
     model = details.get("model")
     if isinstance(model, dict):
         resolved["models"] = model  # names, paths and hashes of the weights used
-    run.update(resolved=resolved, **details)
+    run.update(resolved=resolved, params=resolved, **details)  # params: for readers that know only it
 
 
 def _load_and_prepare(engine, spec, run: runs.Run, device: str, cache: ModelCache, state: JobState):
@@ -277,121 +305,54 @@ def _iterate(events, recorder: _RunRecorder) -> Result | None:
 
 def _finish(run: runs.Run, state: JobState, recorder: _RunRecorder, result: Result | None, status: str,
             error: str | None, timing: dict, spec) -> None:
-    """The one save path for done, stopped and failed runs: nothing already made is lost."""
-    try:
-        recorder.checkpoint()
-    except OSError:
-        log.exception("Could not write the last checkpoint of %s", run.run_id)
-    recorder.video.close()
-    if recorder.video.frames == 0:
-        run.file(runs.ANIM).unlink(missing_ok=True)
+    """The one save path for done, stopped and failed runs: nothing already made is lost.
+
+    Each file is saved on its own, so one that cannot be written (a full disk) costs only itself;
+    the first such failure turns the run into a failed one with its sentence.
+    """
     final = result.images[0] if result and result.images else recorder.last_image
-    extra = _save_images(run, result, final, spec)
+    extra: dict = dict(result.details) if result else {}
+
+    def attempt(what: str, save: Callable[[], Any]) -> None:
+        nonlocal status, error
+        try:
+            save()
+        except Exception as exc:  # noqa: BLE001 - one file lost must not lose the others
+            log.debug("Could not save the %s of %s", what, run.run_id, exc_info=exc)
+            if status != runs.FAILED:
+                status, error = runs.FAILED, _failure_sentence(run, exc)
+
+    attempt("metrics", recorder.checkpoint)
+    attempt("video", recorder.video.close)
+    if final is not None:
+        attempt("image", lambda: _save_images(run, result, final))
+        attempt("thumbnail", lambda: media.save_thumbnail(final, run.file(runs.THUMB)))
+        if result and result.state is not None:
+            attempt("state", lambda: media.save_state(result.state, run.file(runs.STATE)))
     if getattr(spec, "gif", False) and run.file(runs.ANIM).is_file():
-        media.gif_from_mp4(run.file(runs.ANIM), run.file(runs.GIF))
+        attempt("GIF", lambda: media.gif_from_mp4(run.file(runs.ANIM), run.file(runs.GIF)))
     run.file(runs.PREVIEW).unlink(missing_ok=True)
+    run.release_space()
     state.status, state.error = status, error
     if final is not None:
         state.preview = final
-    run.update(status=status, error=error, finished=runs.now_iso(), timing=timing,
-               progress={"step": state.step, "total": state.total}, frames=recorder.video.frames,
-               it_s=_round(state.it_s), eta_s=None, **extra)
+    try:
+        run.update(status=status, error=error, finished=runs.now_iso(), timing=timing,
+                   progress={"step": state.step, "total": state.total}, frames=recorder.video.frames,
+                   it_s=_round(state.it_s), eta_s=None, **extra,
+                   device_time={**run.details.get("device_time", {}), "to": round(time.time(), 4)})
+    except OSError as exc:
+        # details.json keeps its last checkpoint; the next start marks the run interrupted
+        log.warning("Could not record the end of %s: %s", run.run_id, exc)
+        if status != runs.FAILED:
+            state.status, state.error = runs.FAILED, describe_failure(exc, folder=run.path.parent)
     free_memory()
 
 
-def _save_images(run: runs.Run, result: Result | None, final: Image.Image | None, spec) -> dict:
-    if final is None:
-        return {}
+def _save_images(run: runs.Run, result: Result | None, final: Image.Image) -> None:
+    """output.png and the engine's extra images, with the PNG 'parameters' text."""
     parameters = result.parameters if result else None
     media.save_png(final, run.file(runs.OUTPUT), parameters)
-    media.save_thumbnail(final, run.file(runs.THUMB))
-    extra: dict = dict(result.details) if result else {}
-    if result:
-        for name, image in result.extra_files.items():
-            media.save_png(image, run.file(name), parameters)
-        if result.state is not None:
-            torch.save(result.state, run.file("state.pt"))
-    return extra
+    for name, image in (result.extra_files.items() if result else ()):
+        media.save_png(image, run.file(name), parameters)
 
-
-class Worker:
-    """One background thread per device running queued runs in order; front ends poll ``snapshot``."""
-
-    def __init__(self, device: str | None, output_dir: Path | str):
-        self.device = resolve_device(device)
-        self.output_dir = Path(output_dir)
-        self.cache = ModelCache()
-        self._queue: collections.deque[tuple[Any, Any, runs.Run, JobState]] = collections.deque()
-        self._states: dict[str, JobState] = {}
-        self._order: list[str] = []
-        self._wake = threading.Condition()
-        runs.mark_interrupted_runs(self.output_dir)
-        self._thread = threading.Thread(target=self._loop, name=f"atelier-worker-{self.device}", daemon=True)
-        self._thread.start()
-
-    def submit(self, mode: str, params: dict, **extra: Any) -> JobState:
-        engine, spec, run = submit_run(mode, params, self.output_dir, **extra)
-        state = new_state(run)
-        with self._wake:
-            self._states[run.run_id] = state
-            self._order.append(run.run_id)
-            self._queue.append((engine, spec, run, state))
-            self._wake.notify()
-        return state
-
-    def stop(self, run_id: str) -> None:
-        """Stop a running run (cooperatively) or drop a queued one (marked stopped)."""
-        with self._wake:
-            state = self._states.get(run_id)
-            if state is None:
-                return
-            state.stop_event.set()
-            queued = [item for item in self._queue if item[2].run_id == run_id]
-            for item in queued:
-                self._queue.remove(item)
-                item[2].update(status=runs.STOPPED, finished=runs.now_iso())
-                state.status = runs.STOPPED
-
-    def state(self, run_id: str) -> JobState | None:
-        return self._states.get(run_id)
-
-    def current(self) -> JobState | None:
-        return next((s for s in self._states.values() if s.status == runs.RUNNING), None)
-
-    def queued(self) -> list[JobState]:
-        with self._wake:
-            return [item[3] for item in self._queue]
-
-    def recent(self, limit: int = 10) -> list[JobState]:
-        return [self._states[i] for i in reversed(self._order[-limit:])]
-
-    def release_models(self) -> None:
-        self.cache.release()
-
-    def _loop(self) -> None:
-        while True:
-            with self._wake:
-                while not self._queue:
-                    self._wake.wait()
-                engine, spec, run, state = self._queue.popleft()
-            try:
-                execute_run(engine, spec, run, device=self.device, cache=self.cache, state=state)
-            except Exception:  # noqa: BLE001 - the worker must survive anything to run the next job
-                log.exception("Worker could not save run %s", run.run_id)
-                state.status, state.error = runs.FAILED, "The run could not be saved; the log has the details."
-
-
-_workers: dict[tuple[str, str], Worker] = {}
-_workers_lock = threading.Lock()
-
-
-def get_worker(device: str | None = None, output_dir: Path | str | None = None) -> Worker:
-    """The process-wide worker for a device and output folder (created on first use)."""
-    from .settings import defaults, output_dir as default_output
-
-    device = resolve_device(device or defaults().get("device"))
-    key = (device, str(Path(output_dir or default_output()).resolve()))
-    with _workers_lock:
-        if key not in _workers:
-            _workers[key] = Worker(device, key[1])
-        return _workers[key]

@@ -28,7 +28,7 @@ def sidebar(defaults: dict) -> dict | None:
                                "there); linear: even steps; slow-ends: smaller steps near the keyframes")
         gif = st.checkbox("Also make a GIF", bool(defaults.get("gif", False)), key="walk_gif")
         sampling = w.sampling("walk_", defaults)
-        extra = w.memory("walk_", defaults)
+        extra = {**w.text_extras("walk_", defaults), **w.memory("walk_", defaults)}
         submitted = st.form_submit_button("Run", type="primary", width="stretch")
     if not submitted:
         return None

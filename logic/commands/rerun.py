@@ -21,20 +21,21 @@ def register(subparsers) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (holding details.json)")
     parser.add_argument("--output", metavar="DIR", help="folder for the new run folder (default: output/)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: auto; use the original's for the same image)")
+    parser.add_argument("--queue", action="store_true", help="only queue the run (a worker runs it)")
     parser.set_defaults(handler=run_rerun)
 
 
 def rerun_params(run_dir: Path | str) -> tuple[str, dict, str]:
     """(mode, params, run_id) of a run: its request, with the recorded seed, models and inputs."""
     run = runs.open_run(run_dir)
-    details = run.details
-    if details.get("legacy"):
-        raise UserError(f"{run.path.name} was made by the original vqgan-clip-app, which did not record "
+    record = run.record  # checked: every field has its type
+    if record.legacy:
+        raise UserError(f"{record.name} was made by the original vqgan-clip-app, which did not record "
                         "everything needed to remake it.")
-    mode, params = details.get("mode"), runs.rerun_request(run)
+    mode, params = record.mode, runs.rerun_request(run)
     if not mode or not params:
-        raise UserError(f"{run.path.name}/details.json has no mode or parameters to rerun.")
-    return mode, params, run.run_id
+        raise UserError(f"{record.name}/details.json has no mode or parameters to rerun.")
+    return mode, params, record.run_id
 
 
 def run_rerun(args) -> int:

@@ -15,11 +15,13 @@ from typing import Iterator
 import torch
 
 from .. import settings
+from ..a1111 import extras as a1111_extras, metadata as a1111_metadata
+from ..a1111.run_prompts import encode_run_prompts  # A1111 prompt syntax (issue 13)
 from ..errors import UserError
-from ..media import format_parameters, open_user_image, save_png
+from ..media import open_user_image, save_png
 from ..models.diffusion import SdModels
 from . import sd_common as common
-from .base import Progress, Result, RunContext, keep_input
+from .base import Progress, Result, RunContext, check_finite, check_fps, keep_input
 
 MODE = "diffusion"
 TITLE = "Stable Diffusion"
@@ -42,6 +44,8 @@ class DiffusionSpec:
     batch_size: int = 1
     batch_count: int = 1
     scheduler: str = "DPM++ 2M Karras"
+    clip_skip: int = 1             # A1111's "Clip skip": 2 = the text encoder's penultimate layer
+    vae: str | None = None         # a single-file VAE in assets/vae/ replacing the model's own
     preview_every: int = 1
     preview_decoder: str | None = "taesd"   # AutoencoderTiny folder (assets/models/ or a path); else linear
     fps: float = 10.0
@@ -71,7 +75,9 @@ def build_spec(params: dict) -> DiffusionSpec:
     spec = DiffusionSpec(**{k: v for k, v in merged.items() if k in known})
     if not str(spec.prompt).strip():
         raise UserError("The prompt is empty: type what the image should show, e.g. \"a red fox in the snow\".")
+    check_finite(spec)
     common.check_common(spec)
+    check_fps(spec.fps)
     spec = common.check_size(spec)
     for name in ("batch_size", "batch_count"):
         value = getattr(spec, name)
@@ -123,6 +129,8 @@ def generate(spec: DiffusionSpec, models: SdModels, ctx: RunContext) -> Iterator
     common.use_scheduler(models, spec.scheduler)
     init = _store_init_image(spec, ctx) if spec.init_image else None
     pipe = models.img2img if init is not None else models.pipe
+    # A1111 syntax: weights, BREAK, 75-token chunks, embeddings; <lora:> tags left out (logic/a1111)
+    prompts = encode_run_prompts(pipe, [spec.prompt], spec.negative, spec.clip_skip)
     decoder = common.preview_decoder(models, common.find_preview_decoder(spec.preview_decoder)) \
         if spec.preview_every else None
     # 4.2 Batches, each image with its own generator
@@ -132,7 +140,7 @@ def generate(spec: DiffusionSpec, models: SdModels, ctx: RunContext) -> Iterator
             break
         batch_seeds = seeds[batch * spec.batch_size:(batch + 1) * spec.batch_size]
         output = None
-        for event in common.stream_pipeline(pipe, _call_kwargs(spec, batch_seeds, init), ctx,
+        for event in common.stream_pipeline(pipe, _call_kwargs(spec, batch_seeds, init, prompts.kwargs()), ctx,
                                             lambda step: _wants_preview(spec, step)):
             if isinstance(event, common.StepEvent):
                 total = event.total * spec.batch_count
@@ -145,15 +153,15 @@ def generate(spec: DiffusionSpec, models: SdModels, ctx: RunContext) -> Iterator
         done = (batch + 1) * total // spec.batch_count
         images.extend(output.images)
     # 4.3 Safety, files, parameters
-    yield from _finish(spec, models, ctx, images, done, total)
+    yield from _finish(spec, models, ctx, images, done, total, prompts.record)
 
 
 def _wants_preview(spec: DiffusionSpec, step: int) -> bool:
     return spec.preview_every > 0 and step % spec.preview_every == 0
 
 
-def _call_kwargs(spec: DiffusionSpec, seeds: list[int], init) -> dict:
-    kwargs = dict(prompt=spec.prompt, negative_prompt=spec.negative or None, num_inference_steps=spec.steps,
+def _call_kwargs(spec: DiffusionSpec, seeds: list[int], init, embeds: dict) -> dict:
+    kwargs = dict(**embeds, num_inference_steps=spec.steps,
                   guidance_scale=float(spec.cfg), num_images_per_prompt=len(seeds),
                   generator=[torch.Generator().manual_seed(s) for s in seeds], output_type="pil")
     if init is not None:
@@ -178,7 +186,7 @@ def _store_init_image(spec: DiffusionSpec, ctx: RunContext):
 
 
 def _finish(spec: DiffusionSpec, models: SdModels, ctx: RunContext, images, step: int,
-            total: int) -> Iterator[Progress | Result]:
+            total: int, encoding: dict) -> Iterator[Progress | Result]:
     if not images:
         return
     seeds = spec.seeds[:len(images)]
@@ -187,22 +195,22 @@ def _finish(spec: DiffusionSpec, models: SdModels, ctx: RunContext, images, step
     for index, (image, seed) in enumerate(zip(images, seeds)):
         name = f"image-{index + 1:02d}-{seed}.png"
         if len(images) > 1:
-            save_png(image, ctx.run_dir / name, parameters(spec, models, seed))
+            save_png(image, ctx.run_dir / name, parameters(spec, models, seed, encoding))
         records.append({"file": name if len(images) > 1 else "output.png", "seed": seed,
                         "safety_replaced": any(f"(seed {seed})" in n for n in notes)})
     extra = {"grid.png": common.make_grid(images)} if len(images) > 1 else {}
     yield Progress(step, total, image=images[0], frame=True)  # the finished image ends the video
-    details = {"images": records, "safety": " ".join(notes) or None}
+    details = {"images": records, "safety": " ".join(notes) or None, "prompt_encoding": encoding}
     if spec.size_requested:
         details["size_note"] = (f"The size {spec.size_requested[0]}x{spec.size_requested[1]} was rounded to "
                                 f"{spec.size[0]}x{spec.size[1]} (Stable Diffusion needs multiples of 8).")
-    yield Result([images[0]], details=details, parameters=parameters(spec, models, seeds[0]), extra_files=extra)
+    yield Result([images[0]], details=details, parameters=parameters(spec, models, seeds[0], encoding), extra_files=extra)
 
 
-def parameters(spec: DiffusionSpec, models: SdModels, seed: int) -> str:
-    """The 'parameters' text other tools read (A1111's form)."""
-    extras = {"Denoising strength": spec.strength} if spec.init_image else {}
-    extras.update(common.lora_parameters(models))
-    return format_parameters(spec.prompt, spec.negative, Steps=spec.steps, Sampler=spec.scheduler,
-                             **{"CFG scale": spec.cfg}, Seed=seed, Size=f"{spec.size[0]}x{spec.size[1]}",
-                             **{"Model hash": models.model_hash}, Model=models.source.name, **extras)
+def parameters(spec: DiffusionSpec, models: SdModels, seed: int, encoding: dict | None = None) -> str:
+    """The 'parameters' text other tools read (A1111's form and field names, logic/a1111)."""
+    fields = {"Steps": spec.steps, "Sampler": spec.scheduler, "CFG scale": spec.cfg, "Seed": seed,
+              "Size": f"{spec.size[0]}x{spec.size[1]}",
+              "Denoising strength": spec.strength if spec.init_image else None,
+              **a1111_extras.sd_fields(spec, models, encoding)}
+    return a1111_metadata.format_parameters(spec.prompt, spec.negative, fields)

@@ -26,8 +26,10 @@ import torch
 from PIL import Image, ImageDraw
 
 from .. import settings
+from ..a1111 import extras as a1111_extras   # issue 13: <lora:> tags, VAE override, A1111 fields
 from ..errors import UserError
 from ..models import diffusion as sd
+from ..models.hub import check_on_hub
 from . import base
 from .base import RunContext
 
@@ -132,11 +134,23 @@ def check_model(spec) -> sd.ModelSource:
     if spec.demo:
         spec.model = DEMO_MODEL
     spec.lora = [str(x) for x in (spec.lora or [])]
-    for item in spec.lora:
+    for item in a1111_extras.lora_items(spec):     # --lora items and the prompt's <lora:> tags
         sd.parse_lora(item, loras_dir())
+    check_clip_skip_and_vae(spec)
     if spec.model == DEMO_MODEL:
         return sd.ModelSource("folder", "", DEMO_MODEL)
-    return sd.resolve_model(spec.model, models_dir())
+    source = sd.resolve_model(spec.model, models_dir())
+    if source.kind == "hub" and not sd.hub_model_cached(source.location):
+        # resolve_model refused this offline already: ask the hub now, before a run folder exists
+        check_on_hub(source.location, f"The model {source.name}", sd.HOW_TO_GET)
+    return source
+
+
+def check_clip_skip_and_vae(spec) -> None:
+    clip_skip = getattr(spec, "clip_skip", 1)
+    if isinstance(clip_skip, bool) or not isinstance(clip_skip, int) or not 1 <= clip_skip <= 12:
+        raise UserError(f"Clip skip must be a whole number from 1 to 12 (2 is usual for anime models), not {clip_skip}.")
+    a1111_extras.check_vae(getattr(spec, "vae", None))
 
 
 def model_token(model: str) -> str | None:
@@ -153,6 +167,7 @@ def prepare(spec, models):
     """Put this run's LoRAs on the cached pipeline and round the size to the VAE's factor
     (recorded), for txt2img, img2img and walks alike."""
     use_loras(spec, models)
+    a1111_extras.use_vae(models, getattr(spec, "vae", None))
     return base.round_size(spec, models.vae_scale_factor)
 
 
@@ -192,7 +207,7 @@ def lora_parameters(models: sd.SdModels) -> dict:
 
 def use_loras(spec, models: sd.SdModels) -> None:
     """This run's LoRAs on the (possibly cached) model; the last run's are taken off first."""
-    sd.set_loras(models, [sd.parse_lora(item, loras_dir()) for item in spec.lora])
+    sd.set_loras(models, [sd.parse_lora(item, loras_dir()) for item in a1111_extras.lora_items(spec)])
 
 
 def describe_model(spec, models: sd.SdModels) -> dict:
@@ -200,7 +215,8 @@ def describe_model(spec, models: sd.SdModels) -> dict:
     return {
         "model": {"name": source.name, "kind": source.kind, "location": source.location,
                   "hash": models.model_hash, "token": source.token, "base": source.sidecar.get("base"),
-                  "loras": [dict(lora) for lora in models.loras]},
+                  "loras": [dict(lora) for lora in models.loras], "revision": models.revision,
+                  "vae": models.vae},
         "memory": {"dtype": models.plan.dtype, "attention_slicing": models.plan.attention_slicing,
                    "vae_tiling": models.plan.vae_tiling, "cpu_offload": models.plan.cpu_offload,
                    "reason": models.plan.reason},

@@ -35,10 +35,11 @@ import torch
 
 from .. import settings
 from ..errors import UserError
-from ..media import format_parameters
+from ..a1111 import extras as a1111_extras, metadata as a1111_metadata
+from ..a1111.run_prompts import encode_run_prompts
 from ..models.diffusion import SdModels
 from . import sd_common as common
-from .base import Progress, Result, RunContext
+from .base import Progress, Result, RunContext, check_finite, check_fps
 
 MODE = "walk"
 TITLE = "Prompt walk"
@@ -63,6 +64,8 @@ class WalkSpec:
     cfg: float = 7.0
     size: list[int] = field(default_factory=lambda: [512, 512])
     scheduler: str = "DPM++ 2M Karras"
+    clip_skip: int = 1             # A1111's "Clip skip"
+    vae: str | None = None         # a single-file VAE in assets/vae/
     fps: float = 12.0
     gif: bool = False
     precision: str = "auto"
@@ -98,6 +101,7 @@ def build_spec(params: dict) -> WalkSpec:
     spec.prompts = [str(p).strip() for p in spec.prompts or []]
     if len(spec.prompts) < 2 or not all(spec.prompts):
         raise UserError("A walk needs two or more non-empty prompts: give --prompt once per keyframe.")
+    check_finite(spec)
     common.check_common(spec)
     spec = common.check_size(spec)
     if isinstance(spec.frames, bool) or not isinstance(spec.frames, int) or not 1 <= spec.frames <= MAX_FRAMES:
@@ -105,8 +109,7 @@ def build_spec(params: dict) -> WalkSpec:
     spec.easing = EASING_ALIASES.get(spec.easing, spec.easing)
     if spec.easing not in EASINGS:
         raise UserError(f"Unknown easing {spec.easing!r}. Available: {', '.join(EASINGS)}.")
-    if not isinstance(spec.fps, (int, float)) or not 0 < spec.fps <= 120:
-        raise UserError(f"The frame rate must be above 0 and at most 120, not {spec.fps}.")
+    check_fps(spec.fps)
     spec.seeds = _check_seeds(spec.seeds, len(spec.prompts))
     common.check_model(spec)
     return spec
@@ -250,14 +253,9 @@ def initial_noise(pipe, seed: int, size: list[int]) -> tuple[torch.Tensor, torch
 def generate(spec: WalkSpec, models: SdModels, ctx: RunContext) -> Iterator[Progress | Result]:
     pipe = models.pipe
     common.use_scheduler(models, spec.scheduler)
-    # 4.1 Encode each prompt once, exactly as a single run does
-    device = pipe._execution_device
-    embeddings, negative = [], None
-    with torch.no_grad():
-        for prompt in spec.prompts:
-            cond, uncond = pipe.encode_prompt(prompt, device, 1, spec.cfg > 1, spec.negative or None)
-            embeddings.append(cond)
-            negative = uncond
+    # 4.1 Encode every prompt once with A1111 syntax, all to the same number of 75-token chunks (issue 13)
+    encoded = encode_run_prompts(pipe, spec.prompts, spec.negative, spec.clip_skip).encoded
+    embeddings, negative = encoded.embeds[:-1], encoded.embeds[-1]
     plan = frame_plan(spec)
     total = len(plan) * spec.steps
     keyframes, last, step, made = {}, None, 0, 0
@@ -301,8 +299,7 @@ def generate(spec: WalkSpec, models: SdModels, ctx: RunContext) -> Iterator[Prog
 
 
 def _parameters(spec: WalkSpec, models: SdModels) -> str:
-    return format_parameters(spec.prompts[-1], spec.negative, Steps=spec.steps, Sampler=spec.scheduler,
-                             **{"CFG scale": spec.cfg}, Seed=spec.seeds[-1], Size=f"{spec.size[0]}x{spec.size[1]}",
-                             **{"Model hash": models.model_hash}, Model=models.source.name,
-                             Walk=" -> ".join(spec.prompts).replace(",", ";"), Frames=spec.total_frames,
-                             **common.lora_parameters(models))
+    fields = {"Steps": spec.steps, "Sampler": spec.scheduler, "CFG scale": spec.cfg, "Seed": spec.seeds[-1],
+              "Size": f"{spec.size[0]}x{spec.size[1]}", **a1111_extras.sd_fields(spec, models, None),
+              "Walk": " -> ".join(spec.prompts).replace(",", ";"), "Frames": spec.total_frames}
+    return a1111_metadata.format_parameters(spec.prompts[-1], spec.negative, fields)

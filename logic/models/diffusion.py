@@ -5,8 +5,8 @@ Loading only: the engines get a ready ``SdModels`` and never touch files.
 * Hub ids load with ``from_pretrained`` (the first use downloads into the usual Hugging Face cache).
 * A diffusers folder (``model_index.json`` inside) loads with ``from_pretrained(local_files_only=True)``.
 * A single checkpoint file (DreamBooth / community models, original CompVis key layout) is read with
-  ``load_checkpoint`` (safetensors, or a restricted unpickler that refuses a ``.ckpt`` whose pickle
-  would run code), its keys converted with diffusers' own converters, and the weights put into
+  ``load_checkpoint`` (safetensors, or torch's weights-only unpickler, which refuses a ``.ckpt``
+  whose pickle names anything but tensors and plain data), its keys converted with diffusers' own converters, and the weights put into
   components built from local configs (``sd_configs/<base>/``, shipped as data): no network at all.
   The CLIP tokenizer for those configs is written from the BPE vocabulary open_clip ships.
 * A sidecar ``<model>.yaml`` (or ``<model>.safetensors.yaml``) beside a model may say::
@@ -34,7 +34,9 @@ import torch
 import yaml
 
 from ..errors import UserError
-from .checkpoints import load_checkpoint, state_dict_of
+from . import hashes, lora_formats
+from .checkpoints import check_safetensors_header, load_checkpoint, state_dict_of
+from .hub import install_timeouts
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +163,7 @@ def parse_lora(text: str, loras_dir: Path) -> tuple[Path, float]:
     if found is None:
         raise UserError(f"The LoRA {path_text} was not found (looked in {loras_dir}): "
                         "put the .safetensors file there.")
+    check_safetensors_header(found)
     return found, weight
 
 
@@ -331,6 +334,11 @@ class SdModels:
     safety_checker: Any = None            # callable(images) -> list[bool], or None
     demo: bool = False
     preview_decoders: dict = field(default_factory=dict)   # folder -> AutoencoderTiny, loaded on first use
+    # issue 13 (logic/a1111/extras.py): VAE override and hub revision
+    revision: str | None = None           # a hub model's commit
+    base_vae: Any = None                  # the model's own VAE while an override is in place
+    vae_overrides: dict = field(default_factory=dict)      # VAE file -> AutoencoderKL, loaded on first use
+    vae: dict | None = None               # {name, hash, path} of this run's VAE override
     _img2img: Any = None
 
     @property
@@ -367,8 +375,10 @@ def load_sd(source: ModelSource, device: str, plan: MemoryPlan, tokenizer_cache:
     if checker is not None and not plan.cpu_offload:
         checker.checker.to(device)  # no longer a pipeline component, so pipe.to() does not move it
     pipe.set_progress_bar_config(disable=True)
-    model_hash = short_hash(Path(source.location)) if source.kind != "hub" else _hub_revision(pipe)
-    return SdModels(pipe, source, plan, device, model_hash, [], checker)
+    # A1111/Civitai's "Model hash" (AutoV2) for files; folders have none; hub models record their commit
+    model_hash = hashes.model_hash(Path(source.location)) if source.kind == "file" else None
+    revision = hashes.hub_revision(source.location) if source.kind == "hub" else None
+    return SdModels(pipe, source, plan, device, model_hash, [], checker, revision=revision)
 
 
 def _from_pretrained(source: ModelSource, dtype: torch.dtype):
@@ -382,6 +392,7 @@ def _from_pretrained(source: ModelSource, dtype: torch.dtype):
         except (OSError, ValueError):
             log.info("%s is only partly in the cache: downloading the rest", source.name)
     local_only = source.kind == "folder" or _hub_offline()
+    install_timeouts()  # no hub request waits forever
     try:
         return StableDiffusionPipeline.from_pretrained(source.location, dtype=dtype, local_files_only=local_only)
     except (OSError, ValueError) as exc:
@@ -448,7 +459,7 @@ def set_loras(models: SdModels, loras: list[tuple[Path, float]]) -> None:
     are removed, not fused: the base weights are never changed, so a plain run after a LoRA run is
     the same as before it).
     """
-    wanted = [{"name": Path(p).stem, "path": str(p), "weight": float(w), "hash": file_sha256(p)} for p, w in loras]
+    wanted = [{"name": Path(p).stem, "path": str(p), "weight": float(w), "hash": hashes.lora_hash(p)} for p, w in loras]
     if wanted == models.loras:
         return
     if models.loras:
@@ -463,12 +474,19 @@ def set_loras(models: SdModels, loras: list[tuple[Path, float]]) -> None:
 
 
 def _load_lora(pipe, path: Path, adapter_name: str) -> None:
+    # issue 13: the file's format is checked first (LoHa/LoKr/embedding/no LoRA keys: one sentence);
+    # the old diffusers attention-processor format is converted to the PEFT keys diffusers reads
+    converted, first_key = lora_formats.prepare_lora(path)
     try:
-        pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=adapter_name)
+        if converted is not None:
+            pipe.load_lora_weights(converted, adapter_name=adapter_name)
+        else:
+            pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=adapter_name)
     except (ValueError, KeyError, RuntimeError, OSError) as exc:
         pipe.unload_lora_weights()
         raise UserError(f"The LoRA {path.name} does not fit this model ({_first_line(exc)}): "
                         "use a LoRA trained for the same base model.") from None
+    lora_formats.check_applied(pipe, path, adapter_name, first_key)
 
 
 # Single files --------------------------------------------------------------------------------------
