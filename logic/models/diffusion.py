@@ -11,7 +11,8 @@ from .sd.export import diffusers_to_original, open_clip_to_original, pipeline_to
 from .sd.families import (Family, family_of_folder, family_of_keys, get_family, known_families,  # noqa: F401
                           registry as families)
 from .sd.hashes import file_sha256, short_hash  # noqa: F401
-from .sd.loading import SdModels, family_of_pipeline, from_pretrained, load_sd, weights_variant  # noqa: F401
+from .sd.loading import (SdModels, family_of_pipeline, from_pretrained, load_sd, peek_family,  # noqa: F401
+                         weights_variant)
 from .sd.loras import LORA_SUFFIXES, list_loras, parse_lora, set_loras  # noqa: F401
 from .sd.memory import MEMORY_MODES, PRECISIONS, MemoryPlan, free_vram, memory_plan, place_pipeline  # noqa: F401
 from .sd.safety import DiffusersSafetyChecker  # noqa: F401

@@ -198,3 +198,23 @@ def _hub_revision(pipe) -> str | None:
 
 def read_model_index(folder: Path) -> dict:
     return json.loads((Path(folder) / "model_index.json").read_text(encoding="utf-8"))
+
+
+def peek_family(source: ModelSource) -> Family | None:
+    """The family without loading weights (for the UI): a folder's model_index.json, a .safetensors
+    file's key names (its header only); None where that needs more (a hub id not cached, a .ckpt)."""
+    try:
+        if source.kind != "file":
+            return detect_source_family(source)
+        if source.sidecar.get("family"):
+            return get_family(source.sidecar["family"])
+        if not source.location.lower().endswith(".safetensors"):
+            return None
+        from safetensors import safe_open
+
+        from .families import family_of_keys
+
+        with safe_open(source.location, framework="pt") as handle:
+            return family_of_keys(handle.keys(), source.name)
+    except (UserError, OSError, ValueError):
+        return None
