@@ -120,3 +120,65 @@ def tiny_fp16_variant() -> dict:
     folder = _models_dir() / "tiny-fp16"
     pipe.to(torch.float16).save_pretrained(folder, safe_serialization=True, variant="fp16")
     return {"folder": folder}
+
+
+def tiny_t5(seed: int = 0):
+    """A tiny T5 encoder and a real ``T5Tokenizer`` (Unigram, tokenizer.json) built from a small vocabulary
+    offline; the pieces cover lowercase words letter by letter, so any prompt tokenizes."""
+    from transformers import T5Config, T5EncoderModel, T5Tokenizer
+
+    words = ["a", "red", "fox", "blue", "bird", "in", "the", "snow", "lighthouse", "storm"]
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
+    vocab += [(chr(c), -3.0) for c in range(97, 123)] + [("▁" + w, -1.0) for w in words]
+    tokenizer = T5Tokenizer(vocab=vocab, extra_ids=0)
+    encoder = _seeded(seed, lambda: T5EncoderModel(T5Config(d_model=32, d_ff=37, d_kv=8, num_layers=1, num_heads=4,
+                                                            vocab_size=len(tokenizer), relative_attention_num_buckets=8)))
+    return encoder.eval(), tokenizer
+
+
+def _flow_vae(seed: int, shift: float, scale: float):
+    from diffusers import AutoencoderKL
+
+    return _seeded(seed, lambda: AutoencoderKL(**{**TINY_VAE, "latent_channels": 16, "shift_factor": shift,
+                                                  "scaling_factor": scale, "use_quant_conv": False,
+                                                  "use_post_quant_conv": False}))
+
+
+@functools.lru_cache(maxsize=1)
+def tiny_sd3() -> dict:
+    """SD 3.5: an MMDiT on 16-channel latents, CLIP-L + CLIG-G (with projections) and T5."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    transformer = _seeded(0, lambda: SD3Transformer2DModel(
+        sample_size=32, patch_size=2, in_channels=16, out_channels=16, num_layers=1, attention_head_dim=8,
+        num_attention_heads=4, caption_projection_dim=32, joint_attention_dim=32, pooled_projection_dim=64))
+    text = _seeded(0, lambda: CLIPTextModelWithProjection(CLIPTextConfig(**{**TINY_TEXT, "hidden_act": "gelu"})).eval())
+    text_2 = _seeded(1, lambda: CLIPTextModelWithProjection(CLIPTextConfig(**{**TINY_TEXT, "hidden_act": "gelu"})).eval())
+    t5, t5_tokenizer = tiny_t5()
+    pipe = StableDiffusion3Pipeline(
+        transformer=transformer, vae=_flow_vae(0, 0.0609, 1.5305), text_encoder=text, text_encoder_2=text_2,
+        text_encoder_3=t5, tokenizer=load_clip_tokenizer(sd_common.tokenizer_cache()),
+        tokenizer_2=load_clip_tokenizer(sd_common.tokenizer_cache(), pad_token="!"), tokenizer_3=t5_tokenizer,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0))
+    return _write(pipe, "tiny-sd3", single=False)
+
+
+@functools.lru_cache(maxsize=1)
+def tiny_flux() -> dict:
+    """FLUX.1-dev-like: a double- and a single-stream block, packed 16-channel latents, embedded guidance."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    transformer = _seeded(0, lambda: FluxTransformer2DModel(
+        patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, guidance_embeds=True,
+        axes_dims_rope=[4, 4, 8]))
+    text = _seeded(0, lambda: CLIPTextModel(CLIPTextConfig(**TINY_TEXT)).eval())
+    t5, t5_tokenizer = tiny_t5()
+    scheduler = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+                                                base_image_seq_len=256, max_image_seq_len=4096, shift=3.0)
+    pipe = FluxPipeline(transformer=transformer, vae=_flow_vae(0, 0.1159, 0.3611), text_encoder=text,
+                        text_encoder_2=t5, tokenizer=load_clip_tokenizer(sd_common.tokenizer_cache()),
+                        tokenizer_2=t5_tokenizer, scheduler=scheduler)
+    return _write(pipe, "tiny-flux", single=False)

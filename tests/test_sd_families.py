@@ -158,3 +158,44 @@ def test_sdxl_inpainting_folder_inpaints(output_dir, tmp_path):
     assert run.details["task"] == "inpaint" and run.details["model"]["inpaint_model"] is True
     out = pixels(run.file("output.png"))
     assert (out[:6, :6] == [200, 40, 40]).all()   # outside the mask: the original, exactly
+
+
+@pytest.mark.parametrize("build, family", [("tiny_sd3", "sd3"), ("tiny_flux", "flux")])
+def test_flow_families_run_txt2img_img2img_and_record_what_ran(output_dir, tmp_path, build, family):
+    import sd_family_helpers
+    from PIL import Image
+
+    getattr(sd_family_helpers, build)()
+    model = build.replace("_", "-")
+    params = {**PLAIN, "model": model, "size": [48, 40], "scheduler": "DPM++ 2M Karras", "cfg": 3.5}
+    run, state = run_engine("diffusion", output_dir, **params)
+    assert state.status == runs.DONE, state.error
+    assert _family(run) == family and run.details["size"] == [48, 32]   # multiples of 16 for these families
+    assert run.details["sampler"] == "Euler"   # flow models keep their flow-matching Euler
+    assert run.details["frames"] == 3
+    parsed = media.parse_parameters(media.read_png_parameters(run.file("output.png")))
+    assert parsed["Sampler"] == "Euler" and parsed["Model family"] == family
+    if family == "flux":   # no negative prompt: recorded as not used
+        assert run.details["negative_used"] is None and not parsed.get("negative")
+        assert (parsed["CFG scale"], parsed["Distilled CFG Scale"]) == ("1", "3.5")   # as Forge writes Flux runs
+    init = tmp_path / "init.png"
+    Image.new("RGB", (48, 48), (30, 90, 200)).save(init)
+    again, state = run_engine("diffusion", output_dir, **{**params, "preview_every": 0, "steps": 4},
+                              init_image=str(init), strength=0.5)
+    assert state.status == runs.DONE, state.error
+    assert again.details["task"] == "img2img" and state.total == 2
+
+
+def test_a_walk_through_flux_and_sdxl_keeps_keyframes_equal_to_single_runs(output_dir):
+    from sd_family_helpers import tiny_flux
+
+    tiny_flux()
+    tiny_sdxl()
+    for model in ("tiny-flux", "tiny-sdxl"):
+        walk = {k: v for k, v in PLAIN.items() if k not in ("prompt", "preview_every", "seed")}
+        run, state = run_engine("walk", output_dir, **{**walk, "model": model, "size": [32, 32]},
+                                prompts=["a red fox", "a blue bird"], seeds=[3, 4], frames=2)
+        assert state.status == runs.DONE, state.error
+        single, _ = run_engine("diffusion", output_dir, **{**PLAIN, "model": model, "size": [32, 32],
+                                                           "prompt": "a blue bird", "seed": 4, "preview_every": 0})
+        assert np.abs(pixels(run.file("keyframe-02.png")) - pixels(single.file("output.png"))).max() <= 1

@@ -219,5 +219,6 @@ def parameters(spec: DiffusionSpec, models: SdModels, seed: int) -> str:
     extras.update(common.family_parameters(models))
     sampler = common.sampler_for(spec.scheduler, models.pipe.scheduler.config)
     return format_parameters(spec.prompt, _negative_used(spec, models) or "", Steps=spec.steps, Sampler=sampler,
-                             **{"CFG scale": spec.cfg}, Seed=seed, Size=f"{spec.size[0]}x{spec.size[1]}",
+                             **common.guidance_parameters(models, spec.cfg),
+                             Seed=seed, Size=f"{spec.size[0]}x{spec.size[1]}",
                              **{"Model hash": models.model_hash}, Model=models.source.name, **extras)

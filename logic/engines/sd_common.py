@@ -12,8 +12,8 @@ from .sd.checks import (DEMO_MODEL, MAX_SEED, MAX_SIDE, MIN_SIDE, check_common, 
                         check_model, check_seed, check_size, loras_dir, model_token, models_dir, tokenizer_cache,
                         upscalers_dir)
 from .sd.encoding import encode_prompt, mix, uses_cfg  # noqa: F401
-from .sd.models import (describe_model, family_parameters, load_models, lora_parameters, model_key,  # noqa: F401
-                        prepare, use_loras, use_scheduler)
+from .sd.models import (describe_model, family_parameters, guidance_parameters, load_models,  # noqa: F401
+                        lora_parameters, model_key, prepare, use_loras, use_scheduler)
 from .sd.previews import (LATENT_RGB, LINEAR_PREVIEW, TINY_DECODER_PREVIEW, find_preview_decoder,  # noqa: F401
                           latents_to_preview, preview_decoder, preview_method, unpack_latents)
 from .sd.safety import SAFETY_SENTENCE, apply_safety, make_grid, placeholder_image, safety_status  # noqa: F401

@@ -234,7 +234,8 @@ def generate(spec: WalkSpec, models: SdModels, ctx: RunContext) -> Iterator[Prog
 
 def _parameters(spec: WalkSpec, models: SdModels) -> str:
     return format_parameters(spec.prompts[-1], spec.negative, Steps=spec.steps, Sampler=spec.scheduler,
-                             **{"CFG scale": spec.cfg}, Seed=spec.seeds[-1], Size=f"{spec.size[0]}x{spec.size[1]}",
+                             **common.guidance_parameters(models, spec.cfg),
+                             Seed=spec.seeds[-1], Size=f"{spec.size[0]}x{spec.size[1]}",
                              **{"Model hash": models.model_hash}, Model=models.source.name,
                              Walk=" -> ".join(spec.prompts).replace(",", ";"), Frames=spec.total_frames,
                              **common.lora_parameters(models), **common.family_parameters(models))

@@ -84,3 +84,10 @@ def use_scheduler(models: sd.SdModels, name: str) -> str:
 def family_parameters(models: sd.SdModels) -> dict:
     """What A1111-style readers learn about the model family (Atelier's own key; A1111 ignores it)."""
     return {"Model family": models.family.name}
+
+
+def guidance_parameters(models: sd.SdModels, cfg: float) -> dict:
+    """CFG as A1111 writes it; an embedded-guidance model (Flux) as Forge does: CFG 1 + Distilled CFG Scale."""
+    if models.family.guidance == "embedded":
+        return {"CFG scale": 1, "Distilled CFG Scale": cfg}
+    return {"CFG scale": cfg}
