@@ -199,3 +199,17 @@ def test_a_walk_through_flux_and_sdxl_keeps_keyframes_equal_to_single_runs(outpu
         single, _ = run_engine("diffusion", output_dir, **{**PLAIN, "model": model, "size": [32, 32],
                                                            "prompt": "a blue bird", "seed": 4, "preview_every": 0})
         assert np.abs(pixels(run.file("keyframe-02.png")) - pixels(single.file("output.png"))).max() <= 1
+
+
+def test_memory_plan_follows_each_familys_needs_and_is_overridable():
+    gib = 1024 ** 3
+    families = sd.families()
+    assert sd.memory_plan("cuda", free_bytes=10 * gib, family=families["sd1"]).mode == "fast"
+    sdxl = sd.memory_plan("cuda", free_bytes=10 * gib, family=families["sdxl"])
+    assert sdxl.mode == "balanced" and sdxl.vae_tiling and sdxl.dtype == "fp16" and "SDXL" not in sdxl.reason
+    flux = sd.memory_plan("cuda", free_bytes=30 * gib, family=families["flux"])
+    assert flux.mode == "low" and flux.cpu_offload and flux.dtype == "bf16"
+    tight = sd.memory_plan("cuda", free_bytes=10 * gib, family=families["flux"])
+    assert tight.sequential_offload and not tight.cpu_offload and "FLUX.1 needs about 38 GiB" in tight.reason
+    assert sd.memory_plan("cuda", "fp16", "fast", free_bytes=1 * gib, family=families["flux"]).record()["mode"] == "fast"
+    assert sd.memory_plan("cpu", family=families["flux"]).dtype == "fp32"

@@ -14,7 +14,7 @@ import torch
 PRECISIONS = ("auto", "fp16", "bf16", "fp32")
 MEMORY_MODES = ("auto", "fast", "balanced", "low", "minimal")
 _GIB = 1024 ** 3
-_DEFAULT_NEEDS = {"fast": 8.0, "balanced": 4.0}
+_DEFAULT_NEEDS = {"fast": 8.0, "balanced": 4.0, "low": 2.0}
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def memory_plan(device: str, precision: str = "auto", memory: str = "auto", free
     fp32 on the CPU. ``fast``: nothing saved; ``balanced``: attention slicing + VAE tiling;
     ``low``: also model CPU offload (one component on the GPU at a time); ``minimal``: sequential
     offload (layer by layer: slowest, smallest). ``auto`` compares the free VRAM with the family's
-    ``vram_gib`` {fast, balanced}; below half the balanced figure it goes minimal.
+    ``vram_gib`` {fast, balanced, low} and takes the fastest mode that fits.
     """
     gpu = device.startswith("cuda")
     wanted = getattr(family, "dtype", "fp16")
@@ -79,7 +79,7 @@ def _auto_mode(device: str, gpu: bool, free_bytes: int | None, family) -> tuple[
         mode = "fast"
     elif free >= needs["balanced"]:
         mode = "balanced"
-    elif free >= needs["balanced"] / 2:
+    elif free >= needs["low"]:
         mode = "low"
     else:
         mode = "minimal"
