@@ -181,4 +181,14 @@ def tiny_flux() -> dict:
     pipe = FluxPipeline(transformer=transformer, vae=_flow_vae(0, 0.1159, 0.3611), text_encoder=text,
                         text_encoder_2=t5, tokenizer=load_clip_tokenizer(sd_common.tokenizer_cache()),
                         tokenizer_2=t5_tokenizer, scheduler=scheduler)
-    return _write(pipe, "tiny-flux", single=False)
+    out = _write(pipe, "tiny-flux", single=False)
+    # A Flux file is the transformer alone; its VAE, encoders and tokenizers come from a base folder.
+    # (diffusers' converter from BFL's layout assumes the full-size width, so the tiny file is in
+    # diffusers' layout, which from_single_file takes as it is.)
+    from safetensors.torch import save_file
+
+    path = _models_dir() / "tiny-flux-transformer.safetensors"
+    save_file({k: v.contiguous() for k, v in transformer.state_dict().items()}, str(path))
+    (_models_dir() / "tiny-flux-transformer.safetensors.yaml").write_text(yaml.safe_dump({"base": str(out["folder"])}))
+    out["single"] = path
+    return out

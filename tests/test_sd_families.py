@@ -186,6 +186,30 @@ def test_flow_families_run_txt2img_img2img_and_record_what_ran(output_dir, tmp_p
     assert again.details["task"] == "img2img" and state.total == 2
 
 
+def test_flux_transformer_file_with_a_base_folder_matches_the_folder(output_dir):
+    from sd_family_helpers import tiny_flux
+
+    files = tiny_flux()
+    made = {}
+    for model in ("tiny-flux", files["single"].name):
+        run, state = run_engine("diffusion", output_dir, **{**PLAIN, "preview_every": 0, "model": model})
+        assert state.status == runs.DONE, state.error
+        assert _family(run) == "flux"
+        made[model] = pixels(run.file("output.png"))
+    assert np.abs(made["tiny-flux"] - made[files["single"].name]).max() <= 1
+
+
+def test_a_flux_file_without_a_base_folder_says_what_to_add(output_dir, tmp_path):
+    import shutil
+
+    from sd_family_helpers import tiny_flux
+
+    alone = tmp_path / "flux-alone.safetensors"
+    shutil.copy(tiny_flux()["single"], alone)
+    run, state = run_engine("diffusion", output_dir, **{**PLAIN, "model": str(alone)})
+    assert state.status == runs.FAILED and "FLUX.1 file" in state.error and "base: <folder>" in state.error
+
+
 def test_a_walk_through_flux_and_sdxl_keeps_keyframes_equal_to_single_runs(output_dir):
     from sd_family_helpers import tiny_flux
 
