@@ -131,8 +131,8 @@ def _random(factory):
     return module.eval()
 
 
-def sdxl_side_by_side(size: int, steps: int, rounds: int) -> dict[str, list[float]]:
-    """Plain call (main thread and helper thread) and the engine, alternating in one process."""
+def sdxl_side_by_side(size: int, steps: int, rounds: int, variants: list[str]) -> dict[str, list[float]]:
+    """Plain call (main thread and/or helper thread) and the engine, alternating in one process."""
     os.environ.setdefault("ATELIER_ASSETS", tempfile.mkdtemp())
     started = time.perf_counter()
     pipe = random_sdxl()
@@ -141,10 +141,11 @@ def sdxl_side_by_side(size: int, steps: int, rounds: int) -> dict[str, list[floa
     calls = {"plain": lambda: plain_call(pipe, size, steps),
              "plain-thread": lambda: in_thread(lambda: plain_call(pipe, size, steps)),
              "engine": lambda: engine_call(pipe, size, steps, "cpu", output)}
-    calls["plain"]()  # warm-up: first-call costs (allocator, oneDNN) are paid once, before any timing
-    times = {name: [] for name in calls}
+    calls["plain-thread"]()  # warm-up: first-call costs (allocator, oneDNN) are paid once, before any timing
+    times = {name: [] for name in variants}
     for round_index in range(rounds):
-        order = VARIANTS[round_index % 3:] + VARIANTS[:round_index % 3]
+        shift = round_index % len(variants)
+        order = variants[shift:] + variants[:shift]
         for name in order:
             times[name].append(calls[name]())
             print(f"  round {round_index + 1} {name}: {times[name][-1]:.2f} s", file=sys.stderr)
@@ -258,6 +259,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--skip-gpu", action="store_true")
     parser.add_argument("--family", choices=["sd15", "sdxl"], default="sd15")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="--family sdxl: which calls alternate (plain, plain-thread, engine)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="fresh processes per variant, in rotating order; medians are reported (one process "
                              "per variant swings by 20%% on a 2-core machine)")
@@ -293,15 +296,16 @@ def sdxl_report(args) -> None:
 
     import torch
 
-    times = sdxl_side_by_side(args.size, args.steps, args.rounds)
+    variants = args.variants.split(",")
+    times = sdxl_side_by_side(args.size, args.steps, args.rounds, variants)
     medians = {name: statistics.median(values) for name, values in times.items()}
     print(f"CPU ({torch.get_num_threads()} threads), SDXL base full size, random weights, {args.size}x{args.size}, "
           f"{args.steps} steps, CFG 7, previews every step; one process, calls alternating, "
           f"median of {args.rounds}:\n")
     print("| variant | median (s) | all (s) |\n|---|---|---|")
-    for name in VARIANTS:
+    for name in variants:
         print(f"| {name} | {medians[name]:.2f} | {', '.join(f'{t:.2f}' for t in times[name])} |")
-    for base in ("plain-thread", "plain"):
+    for base in (b for b in ("plain-thread", "plain") if b in medians):
         print(f"\nEngine vs {base}: {100 * (medians['engine'] / medians[base] - 1):+.1f}%")
 
 

@@ -184,6 +184,13 @@ def from_pretrained(source: ModelSource, dtype: torch.dtype):
     try:
         return DiffusionPipeline.from_pretrained(source.location, local_files_only=local_only, **options)
     except (OSError, ValueError) as exc:
+        if source.kind == "hub" and "variant" not in options and "fp16" in str(exc):
+            # a repository that only has *.fp16.safetensors (diffusers names the variant in its error)
+            try:
+                return DiffusionPipeline.from_pretrained(source.location, local_files_only=local_only,
+                                                         variant="fp16", dtype=dtype)
+            except (OSError, ValueError):
+                pass
         if source.kind == "hub":
             raise UserError(f"The model {source.name} could not be downloaded or found in the cache "
                             f"({first_line(exc)}): {HOW_TO_GET}.") from None
