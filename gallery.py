@@ -3,7 +3,9 @@
     python gallery.py [OUTPUT_DIR] [--port 5000] [--host 127.0.0.1] [--kiosk] [-n 24] [--cache DIR]
 
 Read-only: it serves files inside the output folder (and its own cache and static files) and
-never writes into run folders. Every HTML page has a JSON twin under /api/ built from the same
+never writes into run folders. Run files are served as data only (images, video, JSON, plain text;
+anything else as a download), every response says ``nosniff``, and pages run only the gallery's own
+scripts (Content-Security-Policy). Every HTML page has a JSON twin under /api/ built from the same
 dicts; /api/runs/<run_id> is also the progress API for other programs.
 """
 
@@ -13,6 +15,7 @@ import argparse
 import hashlib
 import logging
 import os
+import re
 import sys
 import time
 from datetime import datetime
@@ -21,7 +24,7 @@ from pathlib import Path
 from flask import Flask, abort, jsonify, render_template, request, send_file
 
 from gallery_web import views
-from gallery_web.files import cached_thumbnail, safe_file
+from gallery_web.files import DOWNLOAD_TYPE, cached_thumbnail, safe_file, served_type
 from gallery_web.index import RunIndex
 from logic import runs, settings
 
@@ -29,6 +32,14 @@ log = logging.getLogger("gallery")
 
 WEB = Path(__file__).resolve().parent / "gallery_web"
 MAX_PER_PAGE = 200
+MAX_PAGE = 10_000_000  # 2 billion runs at the largest page size: larger is a typo or an attack
+_NUMBER = re.compile(r"[0-9]{1,9}")  # ASCII digits only: '²'.isdigit() is True but int('²') fails
+# Pages run the gallery's own scripts and nothing else (inline styles only set progress bar widths).
+PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data:; media-src 'self'; object-src 'none'; base-uri 'none'; "
+            "form-action 'self'; frame-ancestors 'none'")
+# Run files opened on their own: no script, no plugin, a sandbox (no origin) even if sniffed.
+FILE_CSP = "default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'; sandbox"
 
 
 def default_cache_dir(output_dir: Path) -> Path:
@@ -87,16 +98,20 @@ def _duration(seconds) -> str:
 # --- request arguments -------------------------------------------------------------------------
 
 
+def _number_arg(name: str, default: int, low: int, high: int) -> int:
+    """A whole-number query argument from ``low`` to ``high`` (400 with a sentence otherwise)."""
+    text = request.args.get(name, str(default)).strip()
+    if not _NUMBER.fullmatch(text) or not low <= int(text) <= high:
+        abort(400, f"{name} must be a whole number from {low} to {high:,}, got {text[:40]!r}.")
+    return int(text)
+
+
 def _listing_args(config: dict) -> dict:
-    """The page, page size, search text and filters of a listing request (404 for a bad page)."""
+    """The page, page size, search text and filters of a listing request (400 for bad numbers)."""
     args = {key: request.args.get(key, "").strip() for key in ("q", "mode", "model", "status")}
-    page = request.args.get("page", "1")
-    per_page = request.args.get("per_page", str(config["per_page"]))
-    if not page.isdigit() or int(page) < 1:
-        abort(404, f"Page {page!r} does not exist: pages are numbered from 1.")
-    if not per_page.isdigit() or not 1 <= int(per_page) <= MAX_PER_PAGE:
-        abort(404, f"per_page must be a number from 1 to {MAX_PER_PAGE}, got {per_page!r}.")
-    return {**args, "page": int(page), "per_page": int(per_page)}
+    page = _number_arg("page", 1, 1, MAX_PAGE)
+    per_page = _number_arg("per_page", int(config["per_page"]), 1, MAX_PER_PAGE)
+    return {**args, "page": page, "per_page": per_page}
 
 
 def _listing(index: RunIndex, args: dict) -> dict:
@@ -116,10 +131,15 @@ def _version(index: RunIndex) -> str:
     return f"{index.boot}-{index.generation}"
 
 
-def _row_or_404(index: RunIndex, run_id: str):
-    row = index.get(run_id)
+def _row_or_404(index: RunIndex, key: str):
+    """The run of a folder name (or of a run_id that one folder alone claims)."""
+    row = index.get(key)
     if row is None:
-        abort(404, f"No run {run_id!r} in this output folder.")
+        folders = index.folders_of(key)
+        if len(folders) > 1:
+            abort(404, f"{len(folders)} folders claim run id {key!r} ({', '.join(folders)}): "
+                       "open one by its folder name.")
+        abort(404, f"No run {key!r} in this output folder.")
     return row
 
 
@@ -134,11 +154,21 @@ def _register_routes(app: Flask, index: RunIndex) -> None:
         if request.endpoint not in ("static", "run_file", "thumbnail"):
             index.refresh()
 
+    @app.after_request
+    def security_headers(response):
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "same-origin"
+        is_file = request.endpoint in ("run_file", "thumbnail") and response.mimetype != "text/html"
+        csp = FILE_CSP if is_file else PAGE_CSP  # an error page about a file is still a page
+        response.headers.setdefault("Content-Security-Policy", csp)
+        return response
+
+    @app.errorhandler(400)
     @app.errorhandler(404)
     def not_found(error):
         if request.path.startswith("/api/"):
-            return jsonify(error=error.description), 404
-        return render_template("error.html", error=error), 404
+            return jsonify(error=error.description), error.code
+        return render_template("error.html", error=error), error.code
 
     @app.get("/")
     def home():
@@ -166,7 +196,11 @@ def _register_routes(app: Flask, index: RunIndex) -> None:
         path = safe_file(output_dir, name, filename)
         if path is None:
             abort(404, "No such file in the output folder.")
-        return send_file(path, conditional=True, max_age=_max_age(request))
+        mimetype = served_type(path)
+        if mimetype is None:  # HTML, SVG, anything unknown: a download, never a page of the gallery
+            return send_file(path, mimetype=DOWNLOAD_TYPE, as_attachment=True, conditional=True,
+                             max_age=_max_age(request))
+        return send_file(path, mimetype=mimetype, conditional=True, max_age=_max_age(request))
 
     @app.get("/thumb/<name>")
     def thumbnail(name):
@@ -193,9 +227,9 @@ def _register_routes(app: Flask, index: RunIndex) -> None:
 
     @app.get("/api/slides")
     def api_slides():
-        limit = min(request.args.get("limit", 100, type=int) or 100, 500)
+        limit = _number_arg("limit", 100, 1, 500)
         _, rows = index.query(limit=limit, finished_with_image=True)
-        slides = [{k: s[k] for k in ("run_id", "prompt", "image_url", "video_url", "finished")}
+        slides = [{k: s[k] for k in ("run_id", "folder", "prompt", "image_url", "video_url", "finished")}
                   for s in map(views.run_summary, rows)]
         return jsonify(version=_version(index), interval_s=config["kiosk_interval_s"],
                        play_video=bool(config["kiosk_play_video"]), slides=slides)

@@ -1,11 +1,13 @@
-"""Files the gallery serves: only regular files inside the output folder, and thumbnails it makes
-into its own cache folder (never into run folders)."""
+"""Files the gallery serves: only regular files inside the output folder, reached without following
+any symlink, sent as inert data (images, video, JSON, plain text; anything else as a download);
+and thumbnails it makes into its own cache folder (never into run folders)."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 import os
+import stat
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -22,18 +24,41 @@ def _safe_parts(parts: tuple[str, ...]) -> bool:
     return True
 
 
-def safe_file(root: Path, *parts: str) -> Path | None:
-    """The real path of ``root/parts`` when it is a regular file inside ``root``, else None.
+# Served with their own type: kinds a browser shows and never runs. The rest (HTML, SVG, scripts,
+# unknown) is sent as a download, so a file put in a run folder cannot act as a page of the gallery.
+INERT_TYPES = {
+    ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
+    ".webp": "image/webp", ".bmp": "image/bmp", ".mp4": "video/mp4", ".webm": "video/webm",
+    ".json": "application/json", ".jsonl": "text/plain", ".txt": "text/plain", ".log": "text/plain",
+}
+DOWNLOAD_TYPE = "application/octet-stream"
 
-    Symlinks are resolved first, so a link pointing outside the output folder is refused too.
+
+def served_type(path: Path) -> str | None:
+    """The content type a run file is served as, or None when it must be a download."""
+    return INERT_TYPES.get(Path(path).suffix.lower())
+
+
+def safe_file(root: Path, *parts: str) -> Path | None:
+    """``root/parts`` when it is a regular file inside ``root`` reached through no symlink, else None.
+
+    Every part is checked with lstat, so a link (to a file or a folder, inside the output folder or
+    out of it) is never followed.
     """
     if not _safe_parts(parts):
         return None
-    real_root = os.path.realpath(root)
-    real = os.path.realpath(os.path.join(real_root, *parts))
-    if os.path.commonpath([real, real_root]) != real_root or real == real_root:
-        return None
-    return Path(real) if os.path.isfile(real) else None
+    path = Path(root)
+    segments = [segment for part in parts for segment in part.split("/")]
+    for position, segment in enumerate(segments, 1):
+        path = path / segment
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:
+            return None
+        wanted = stat.S_ISREG if position == len(segments) else stat.S_ISDIR
+        if not wanted(mode):
+            return None  # a symlink is neither
+    return path
 
 
 def cached_thumbnail(output_dir: Path, cache_dir: Path, name: str, image: str, size: int) -> Path | None:

@@ -3,15 +3,21 @@
 The folders are the truth; this index is a cache kept in the gallery's cache folder and refreshed
 incrementally: a folder is re-read only when its modification time changed (details.json is
 replaced atomically at each checkpoint, which changes the folder's time), a folder that is gone is
-dropped, and broken folders are remembered so they are logged once, not on every refresh.
+dropped, and broken folders are remembered so they are logged once, not on every refresh. A broken
+folder is remembered with its details.json's time and size too, so a details.json repaired in place
+(which leaves the folder's time alone) is read again at the next full sweep.
+
+Rows are keyed by folder name: two folders claiming the same run_id are two runs.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sqlite3
+import stat
 import threading
 import time
 from pathlib import Path
@@ -20,7 +26,7 @@ from logic import runs
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = "3"  # bumped when what is stored per run changes: the index is rebuilt
+INDEX_VERSION = "4"  # bumped when what is stored per run changes: the index is rebuilt
 FULL_SWEEP_S = 15.0      # how often every folder's time is checked even if nothing seemed to move
 RECENT_NS = 2_000_000_000  # a folder changed this recently may change again within the same tick
 TRACKED_FILES = (runs.ANIM, runs.THUMB, runs.PREVIEW, runs.METRICS)
@@ -42,7 +48,7 @@ CREATE INDEX IF NOT EXISTS runs_parent ON runs(parent_run_id);
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status, name);
 CREATE INDEX IF NOT EXISTS runs_mode ON runs(mode, name);
 CREATE INDEX IF NOT EXISTS runs_model ON runs(model, name);
-CREATE TABLE IF NOT EXISTS skipped(name TEXT PRIMARY KEY, mtime_ns INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS skipped(name TEXT PRIMARY KEY, mtime_ns INTEGER NOT NULL, details_sig TEXT);
 CREATE VIRTUAL TABLE IF NOT EXISTS prompts USING fts5(prompt, tokenize='unicode61 remove_diacritics 2');
 """
 
@@ -69,7 +75,8 @@ def fts_query(text: str) -> str | None:
 
 
 def _file_times(path: Path, details: dict) -> dict[str, int]:
-    """Modification times of the files the gallery shows (for cache-busting URLs)."""
+    """Modification times of the files the gallery shows (for cache-busting URLs): regular files
+    only, a symlink is not a file of the run."""
     names = list(TRACKED_FILES)
     image = runs.output_image(path, details)
     if image is not None:
@@ -77,25 +84,38 @@ def _file_times(path: Path, details: dict) -> dict[str, int]:
     times = {}
     for name in names:
         try:
-            times[name] = (path / name).stat().st_mtime_ns
+            info = os.lstat(path / name)
         except OSError:
             continue
+        if stat.S_ISREG(info.st_mode):
+            times[name] = info.st_mtime_ns
     if image is not None:
         times["@image"] = image.name
     return times
 
 
+def details_signature(folder: Path) -> str:
+    """details.json's time and size: changes when it is rewritten in place, unlike the folder's time."""
+    try:
+        info = os.lstat(folder / runs.DETAILS)
+    except OSError:
+        return ""
+    return f"{info.st_mtime_ns}:{info.st_size}"
+
+
 def row_from_folder(path: Path) -> tuple | None:
     """The index row of one run folder, or None when it is not a readable run (logged)."""
-    details = runs.read_details(path)
-    if details is None:
-        if not (path / runs.DETAILS).exists():
+    record = runs.read_record(path)
+    if record is None:
+        if not os.path.lexists(path / runs.DETAILS):
             log.warning("Skipping %s: no details.json (not a run folder, or an empty one)", path)
         return None
+    details = record.as_details()
     return row_from_details(path.name, details, _file_times(path, details))
 
 
 def row_from_details(name: str, details: dict, files: dict) -> tuple:
+    """The row of a run from its checked details (``RunRecord.as_details``: every field typed)."""
     status = runs.effective_status(details).get("status") or ""
     run_id = str(details.get("run_id") or name.split("-", 1)[-1])
     return (name, run_id, str(details.get("created") or ""), str(details.get("mode") or ""),
@@ -192,10 +212,12 @@ class RunIndex:
     def _sweep(self, conn: sqlite3.Connection, current: dict[str, int]) -> bool:
         known = dict(conn.execute("SELECT name, mtime_ns FROM runs"))
         known.update(conn.execute("SELECT name, mtime_ns FROM skipped"))
+        skipped = dict(conn.execute("SELECT name, details_sig FROM skipped"))
         changed = False
         for name in [name for name in known if name not in current]:
             changed |= self._delete(conn, name)
-        stale = [name for name, mtime in current.items() if known.get(name) != mtime]
+        stale = [name for name, mtime in current.items() if known.get(name) != mtime
+                 or (name in skipped and skipped[name] != details_signature(self.output_dir / name))]
         for count, name in enumerate(stale, 1):
             changed |= self._index_folder(conn, name, current[name])
             if count % 1000 == 0:
@@ -234,10 +256,12 @@ class RunIndex:
         """(Re-)read one folder; True when the index changed."""
         if time.time_ns() - mtime_ns < RECENT_NS:
             mtime_ns = 0  # may change again within the same clock tick: look again next time
-        row = row_from_folder(self.output_dir / name)
+        folder = self.output_dir / name
+        signature = details_signature(folder)  # taken before reading: a repair while we read is seen next time
+        row = row_from_folder(folder)
         if row is None:
             removed = self._delete(conn, name)
-            conn.execute("INSERT OR REPLACE INTO skipped VALUES(?, ?)", (name, mtime_ns))
+            conn.execute("INSERT OR REPLACE INTO skipped VALUES(?, ?, ?)", (name, mtime_ns, signature))
             return removed
         conn.execute("DELETE FROM skipped WHERE name=?", (name,))
         return self._upsert(conn, row, mtime_ns)
@@ -346,10 +370,20 @@ class RunIndex:
                 for column in ("mode", "model", "status")}
         return self._counts[key]
 
-    def get(self, run_id: str):
-        """The row of a run by its id (or folder name), or None."""
-        return self._conn().execute(
-            f"{_SELECT} WHERE run_id=? OR name=? ORDER BY name DESC LIMIT 1", (run_id, run_id)).fetchone()
+    def get(self, key: str):
+        """The row of a run by its folder name, else by its run_id when one folder alone claims it;
+        None otherwise (two folders with the same run_id: neither hides the other)."""
+        conn = self._conn()
+        row = conn.execute(f"{_SELECT} WHERE name=?", (key,)).fetchone()
+        if row is not None:
+            return row
+        rows = conn.execute(f"{_SELECT} WHERE run_id=? ORDER BY name DESC LIMIT 2", (key,)).fetchall()
+        return rows[0] if len(rows) == 1 else None
+
+    def folders_of(self, run_id: str, limit: int = 10) -> list[str]:
+        """The folder names claiming ``run_id`` (to tell a person which to open)."""
+        return [r[0] for r in self._conn().execute(
+            "SELECT name FROM runs WHERE run_id=? ORDER BY name DESC LIMIT ?", (run_id, limit))]
 
     def children(self, run_id: str) -> list:
         return self._conn().execute(

@@ -47,8 +47,9 @@ def run_summary(row) -> dict:
         "finished": details.get("finished"), "parent_run_id": row["parent_run_id"],
         "progress": {"step": progress.get("step"), "total": progress.get("total")},
         "eta_s": _eta(details) if active else None, "it_s": details.get("it_s") if active else None,
-        "url": url_for("run_page", run_id=row["run_id"]),
-        "api_url": url_for("api_run", run_id=row["run_id"]),
+        # Links name the folder: two folders may claim one run_id, and neither may hide the other.
+        "url": url_for("run_page", run_id=name),
+        "api_url": url_for("api_run", run_id=name),
         "image_url": _file_url(name, image, files) if image else None,
         "video_url": _file_url(name, runs.ANIM, files),
         "preview_url": _file_url(name, runs.PREVIEW, files) if active else None,
@@ -106,7 +107,7 @@ def _lineage_link(row) -> dict | None:
     if row is None:
         return None
     return {"run_id": row["run_id"], "prompt": row["prompt"], "status": row["status"],
-            "url": url_for("run_page", run_id=row["run_id"])}
+            "url": url_for("run_page", run_id=row["name"])}
 
 
 def loss_curves(rows: list[dict]) -> list[dict]:

@@ -33,6 +33,14 @@ def main(argv: list[str] | None = None) -> int:
         restore_logging()
 
 
+class _NoTracebackFormatter(logging.Formatter):
+    """Without --verbose a log line is one line: tracebacks stay in the run's log.txt."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record = logging.makeLogRecord({**record.__dict__, "exc_info": None, "exc_text": None, "stack_info": None})
+        return super().format(record)
+
+
 def _log_to_stderr(verbose: bool):
     """A stderr handler for this command, removed again when it ends (main may run in-process).
 
@@ -41,7 +49,8 @@ def _log_to_stderr(verbose: bool):
     """
     root = logging.getLogger()
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    formatter = logging.Formatter if verbose else _NoTracebackFormatter
+    handler.setFormatter(formatter("%(levelname)s %(name)s: %(message)s"))
     if not verbose:
         handler.addFilter(_own_or_critical)
     level = root.level

@@ -24,7 +24,7 @@ from . import media, runs
 from .devices import free_memory, resolve_device
 from .engines import get_engine
 from .engines.base import Progress, Result, RunContext
-from .errors import UserError, describe_failure
+from .errors import UserError, describe_failure, is_disk_full, is_out_of_memory
 
 log = logging.getLogger(__name__)
 
@@ -170,11 +170,12 @@ def execute_run(engine, spec, run: runs.Run, *, device: str | None = None, cache
     cache = cache or ModelCache()
     state = state or new_state(run)
     state.status = runs.RUNNING
-    run.update(status=runs.RUNNING, started=runs.now_iso(), device=device)
     recorder = _RunRecorder(run, state, fps=float(getattr(spec, "fps", 10) or 10))
     timing: dict[str, float | None] = {"load_s": None, "generate_s": None, "median_step_s": None}
     result: Result | None = None
     try:
+        run.reserve_space()
+        run.update(status=runs.RUNNING, started=runs.now_iso(), device=device)
         spec = _keep_inputs(engine, spec, run)
         spec, models, timing["load_s"] = _load_and_prepare(engine, spec, run, device, cache, state)
         ctx = RunContext(run.path, device, state.stop_event, report=lambda m: setattr(state, "message", m))
@@ -185,14 +186,26 @@ def execute_run(engine, spec, run: runs.Run, *, device: str | None = None, cache
     except KeyboardInterrupt:
         status, error = runs.STOPPED, None
     except Exception as exc:  # noqa: BLE001 - any failure ends as a failed run with a sentence
-        if not isinstance(exc, UserError):
-            log.exception("Run %s failed", run.run_id)
-        status, error = runs.FAILED, describe_failure(exc)
-        if not isinstance(exc, UserError) and "out of memory" in error:
+        status, error = runs.FAILED, _failure_sentence(run, exc)
+        if not isinstance(exc, UserError) and is_out_of_memory(exc):
             cache.release()
     timing["median_step_s"] = _round(recorder.speed.median(), 4)
     _finish(run, state, recorder, result, status, error, timing, spec)
     return state
+
+
+def _failure_sentence(run: runs.Run, exc: BaseException) -> str:
+    """The one sentence for a failed run; an unexpected failure's traceback goes to its log.txt
+    (and to the log at debug level: the CLI shows it with --verbose), never to the person's screen."""
+    if isinstance(exc, UserError):
+        return str(exc)
+    log.debug("Run %s failed", run.run_id, exc_info=exc)
+    if is_disk_full(exc) or is_out_of_memory(exc):
+        log.info("Run %s failed: %s", run.run_id, exc)
+        return describe_failure(exc, folder=run.path.parent)
+    log_file = run.log_exception(exc)
+    log.info("Run %s failed (%s: %s); traceback in %s", run.run_id, type(exc).__name__, exc, log_file)
+    return describe_failure(exc, folder=run.path.parent, log_file=log_file)
 
 
 def new_state(run: runs.Run) -> JobState:
@@ -254,41 +267,55 @@ def _iterate(events, recorder: _RunRecorder) -> Result | None:
 
 def _finish(run: runs.Run, state: JobState, recorder: _RunRecorder, result: Result | None, status: str,
             error: str | None, timing: dict, spec) -> None:
-    """The one save path for done, stopped and failed runs: nothing already made is lost."""
-    try:
-        recorder.checkpoint()
-    except OSError:
-        log.exception("Could not write the last checkpoint of %s", run.run_id)
-    recorder.video.close()
-    if recorder.video.frames == 0:
-        run.file(runs.ANIM).unlink(missing_ok=True)
+    """The one save path for done, stopped and failed runs: nothing already made is lost.
+
+    Each file is saved on its own, so one that cannot be written (a full disk) costs only itself;
+    the first such failure turns the run into a failed one with its sentence.
+    """
     final = result.images[0] if result and result.images else recorder.last_image
-    extra = _save_images(run, result, final, spec)
+    extra: dict = dict(result.details) if result else {}
+
+    def attempt(what: str, save: Callable[[], Any]) -> None:
+        nonlocal status, error
+        try:
+            save()
+        except Exception as exc:  # noqa: BLE001 - one file lost must not lose the others
+            log.debug("Could not save the %s of %s", what, run.run_id, exc_info=exc)
+            if status != runs.FAILED:
+                status, error = runs.FAILED, _failure_sentence(run, exc)
+
+    attempt("metrics", recorder.checkpoint)
+    attempt("video", recorder.video.close)
+    if final is not None:
+        attempt("image", lambda: _save_images(run, result, final))
+        attempt("thumbnail", lambda: media.save_thumbnail(final, run.file(runs.THUMB)))
+        if result and result.state is not None:
+            attempt("state", lambda: media.save_state(result.state, run.file(runs.STATE)))
     if getattr(spec, "gif", False) and run.file(runs.ANIM).is_file():
-        media.gif_from_mp4(run.file(runs.ANIM), run.file(runs.GIF))
+        attempt("GIF", lambda: media.gif_from_mp4(run.file(runs.ANIM), run.file(runs.GIF)))
     run.file(runs.PREVIEW).unlink(missing_ok=True)
+    run.release_space()
     state.status, state.error = status, error
     if final is not None:
         state.preview = final
-    run.update(status=status, error=error, finished=runs.now_iso(), timing=timing,
-               progress={"step": state.step, "total": state.total}, frames=recorder.video.frames,
-               it_s=_round(state.it_s), eta_s=None, **extra)
+    try:
+        run.update(status=status, error=error, finished=runs.now_iso(), timing=timing,
+                   progress={"step": state.step, "total": state.total}, frames=recorder.video.frames,
+                   it_s=_round(state.it_s), eta_s=None, **extra)
+    except OSError as exc:
+        # details.json keeps its last checkpoint; the next start marks the run interrupted
+        log.warning("Could not record the end of %s: %s", run.run_id, exc)
+        if status != runs.FAILED:
+            state.status, state.error = runs.FAILED, describe_failure(exc, folder=run.path.parent)
     free_memory()
 
 
-def _save_images(run: runs.Run, result: Result | None, final: Image.Image | None, spec) -> dict:
-    if final is None:
-        return {}
+def _save_images(run: runs.Run, result: Result | None, final: Image.Image) -> None:
+    """output.png and the engine's extra images, with the PNG 'parameters' text."""
     parameters = result.parameters if result else None
     media.save_png(final, run.file(runs.OUTPUT), parameters)
-    media.save_thumbnail(final, run.file(runs.THUMB))
-    extra: dict = dict(result.details) if result else {}
-    if result:
-        for name, image in result.extra_files.items():
-            media.save_png(image, run.file(name), parameters)
-        if result.state is not None:
-            torch.save(result.state, run.file("state.pt"))
-    return extra
+    for name, image in (result.extra_files.items() if result else ()):
+        media.save_png(image, run.file(name), parameters)
 
 
 class Worker:

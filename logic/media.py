@@ -1,15 +1,26 @@
-"""Images and video for run folders: streamed mp4, GIF, thumbnails, PNG text metadata."""
+"""Images and video for run folders: streamed mp4, GIF, thumbnails, PNG text metadata.
+
+Every file is written under a hidden temp name and renamed when complete (``runs.replacing``): a
+full disk or a crash never leaves a truncated image or video under the real name.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import io
 import json
 import logging
 import re
+import shutil
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 from PIL import Image, PngImagePlugin
+
+from .errors import is_disk_full
+from .runs import replacing, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +31,8 @@ MAX_IMAGE_PIXELS = 64_000_000  # decompression-bomb guard for images people give
 class FrameWriter:
     """Streams frames into an mp4 through ffmpeg: frames are encoded as they come, never kept.
 
-    Sizes must be even for yuv420p; odd sizes are padded by one pixel (edge colour).
+    ffmpeg writes a hidden temp file that becomes ``path`` only when it closes cleanly. Sizes must
+    be even for yuv420p; odd sizes are padded by one pixel (edge colour).
     """
 
     def __init__(self, path: Path | str, fps: float = 10.0):
@@ -28,21 +40,28 @@ class FrameWriter:
         self.fps = fps
         self.frames = 0
         self._writer = None
+        self._tmp: contextlib.AbstractContextManager | None = None
         self._size: tuple[int, int] | None = None
 
     def add(self, image: Image.Image) -> None:
         frame = np.asarray(image.convert("RGB"))
-        if self._writer is None:
-            self._open(frame.shape[1], frame.shape[0])
-        self._writer.append_data(self._fit(frame))
+        try:
+            if self._writer is None:
+                self._open(frame.shape[1], frame.shape[0])
+            self._writer.append_data(self._fit(frame))
+        except Exception as exc:
+            self._abandon()
+            raise _as_disk_error(exc, self.path) from exc
         self.frames += 1
 
     def _open(self, width: int, height: int) -> None:
         import imageio.v2 as imageio
 
         self._size = (width + width % 2, height + height % 2)
+        self._tmp = replacing(self.path)
+        self._tmp_path = tmp = self._tmp.__enter__()
         self._writer = imageio.get_writer(
-            self.path, fps=self.fps, codec="libx264", quality=8, macro_block_size=1,
+            tmp, fps=self.fps, codec="libx264", quality=8, macro_block_size=1,
             pixelformat="yuv420p", ffmpeg_log_level="error", output_params=["-movflags", "+faststart"])
 
     def _fit(self, frame: np.ndarray) -> np.ndarray:
@@ -56,18 +75,80 @@ class FrameWriter:
         return frame
 
     def close(self) -> None:
-        if self._writer is not None:
-            try:
-                self._writer.close()
-            except Exception:  # noqa: BLE001 - a broken encoder must not lose the run's other files
-                log.exception("Could not finish %s", self.path)
-            self._writer = None
+        """Finish the video and give it its real name; raises (leaving no video) when that fails."""
+        if self._writer is None:
+            return
+        try:
+            self._writer.close()
+            # imageio does not check ffmpeg's exit: a disk that filled while ffmpeg finished
+            # (faststart rewrites the file) shows only as a file whose boxes stop short
+            if not mp4_is_whole(self._tmp_path):
+                raise OSError(f"ffmpeg left {self.path.name} incomplete")
+        except Exception as exc:
+            self._abandon()
+            raise _as_disk_error(exc, self.path) from exc
+        self._writer = None
+        tmp, self._tmp = self._tmp, None
+        tmp.__exit__(None, None, None)
+
+    def _abandon(self) -> None:
+        """Drop a video that cannot be finished: its temp file goes, nothing is left half-written."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                writer.close()
+        tmp, self._tmp = self._tmp, None
+        if tmp is not None:
+            error = OSError("video abandoned")
+            with contextlib.suppress(OSError):
+                tmp.__exit__(OSError, error, None)
+        self.frames = 0
 
     def __enter__(self) -> "FrameWriter":
         return self
 
     def __exit__(self, *exc) -> None:
-        self.close()
+        if exc[0] is None:
+            self.close()
+        else:
+            self._abandon()
+
+
+def mp4_is_whole(path: Path | str) -> bool:
+    """The file's top-level MP4 boxes tile it exactly and include the index (moov) and the data
+    (mdat): a file cut short anywhere fails. Reads a few headers, never the video."""
+    path = Path(path)
+    size, offset, kinds = path.stat().st_size, 0, set()
+    with open(path, "rb") as handle:
+        while offset < size:
+            handle.seek(offset)
+            header = handle.read(16)
+            if len(header) < 8:
+                return False
+            length, kind = int.from_bytes(header[:4], "big"), header[4:8]
+            if length == 1 and len(header) == 16:
+                length = int.from_bytes(header[8:16], "big")
+            elif length == 0:
+                length = size - offset
+            if length < 8:
+                return False
+            kinds.add(kind)
+            offset += length
+    return offset == size and {b"moov", b"mdat"} <= kinds
+
+
+def _as_disk_error(exc: Exception, path: Path) -> Exception:
+    """ffmpeg reports a full disk as a broken pipe plus text: make it the ENOSPC it is."""
+    if is_disk_full(exc) or _nearly_full(path.parent):
+        return OSError(errno.ENOSPC, f"No space left on device while writing {path.name}")
+    return exc
+
+
+def _nearly_full(folder: Path) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < 1024 * 1024
+    except OSError:
+        return False
 
 
 def count_frames(path: Path | str) -> int:
@@ -85,7 +166,7 @@ def write_gif(frames: Iterable[Image.Image], path: Path | str, fps: float = 10.0
     if first is None:
         return 0
     rest = list(iterator)
-    first.save(path, save_all=True, append_images=rest, duration=int(1000 / max(fps, 0.1)), loop=0)
+    _save_image(first, path, "GIF", save_all=True, append_images=rest, duration=int(1000 / max(fps, 0.1)), loop=0)
     return 1 + len(rest)
 
 
@@ -110,7 +191,7 @@ def save_png(image: Image.Image, path: Path | str, parameters: str | None = None
     info = PngImagePlugin.PngInfo()
     if parameters:
         info.add_text("parameters", parameters)
-    image.save(path, pnginfo=info)
+    _save_image(image, path, "PNG", pnginfo=info)
 
 
 def read_png_parameters(path: Path | str) -> str | None:
@@ -163,15 +244,28 @@ def _unquote(value: str) -> str:
 def save_thumbnail(image: Image.Image, path: Path | str, size: int = THUMB_SIZE) -> None:
     thumb = image.convert("RGB")
     thumb.thumbnail((size, size), Image.LANCZOS)
-    thumb.save(path, quality=85)
+    _save_image(thumb, path, "JPEG", quality=85)
 
 
 def save_preview(image: Image.Image, path: Path | str) -> None:
     """Write preview.jpg atomically so a reader never sees half an image."""
-    path = Path(path)
-    tmp = path.with_name(".preview-tmp.jpg")
-    image.convert("RGB").save(tmp, quality=85)
-    tmp.replace(path)
+    _save_image(image.convert("RGB"), path, "JPEG", quality=85)
+
+
+def _save_image(image: Image.Image, path: Path | str, kind: str, **options) -> None:
+    """Encode in memory, then write the bytes atomically (``runs.write_bytes_atomic`` says why)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format=kind, **options)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def save_state(state: dict, path: Path | str) -> None:
+    """torch.save through the same temp-and-rename, so a cut-short state.pt never looks loadable."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def open_user_image(path: Path | str, what: str = "image") -> Image.Image:

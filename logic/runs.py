@@ -13,18 +13,28 @@ output/20261121T093015-vTf6Aot6/
 
 Readers tolerate unknown keys, older schemas, and the folders written by the original
 vqgan-clip-app (``output.PNG`` and a ``details.json`` with ``text_input``).
+
+Run folders may come from anyone (shared, downloaded, hand-edited), so they are read in one place:
+``read_record`` checks details.json (size, encoding, NaN, nesting, the type of every key the code
+uses) and returns a typed ``RunRecord``, or None with a warning naming the folder. Symlinks inside
+a run folder, or a run folder that is a symlink, are never followed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import itertools
 import json
 import logging
+import math
 import os
 import secrets
 import socket
+import stat
 import string
 import tempfile
+import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,6 +51,10 @@ THUMB = "thumb.jpg"
 PREVIEW = "preview.jpg"
 METRICS = "metrics.jsonl"
 INPUTS = "inputs"
+STATE = "state.pt"
+LOG = "log.txt"
+RESERVE = ".reserve"
+RESERVE_BYTES = 64 * 1024    # freed when a run ends, so its last details.json and log.txt fit on a full disk
 
 QUEUED, RUNNING, DONE, STOPPED, FAILED, INTERRUPTED = (
     "queued", "running", "done", "stopped", "failed", "interrupted")
@@ -50,6 +64,9 @@ STATUSES = ACTIVE + FINISHED
 
 _ID_ALPHABET = string.ascii_letters + string.digits
 _LEGACY_IMAGES = ("output.PNG", "output.png", "output.jpg", "output.JPEG")
+MAX_DETAILS_BYTES = 8 * 1024 * 1024  # a real details.json is a few kB; a larger one is not read at all
+MAX_DEPTH = 32                        # nesting of a real details.json is 4 or 5 levels
+MAX_PID = 1 << 22                     # Linux's largest pid_max: larger is not a process
 
 
 def now_iso() -> str:
@@ -60,20 +77,59 @@ def new_run_id() -> str:
     return "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON so that readers see the old file or the new one, never half of one."""
+@contextlib.contextmanager
+def replacing(path: Path | str) -> Iterator[Path]:
+    """A hidden temp path beside ``path`` that replaces it only when the block ends without error.
+
+    Readers see the old file or the new one, never half of one; a write that fails (a full disk, a
+    crash in an encoder) leaves no file under the real name pretending to be a result. The suffix is
+    kept so that writers choosing a format by extension (Pillow, ffmpeg) still do.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, ensure_ascii=False, default=str)
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield Path(tmp)
+        _sync(tmp)
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; run folders are meant to be shared and served
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _finite(value):
+    """``value`` with NaN and infinities as None: JSON has no such numbers and readers refuse them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _sync(path: str | Path) -> None:
+    """Make the kernel write the file now: a disk that fills reports it here (delayed allocation
+    would otherwise lose the data after the rename, when nobody is listening)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_bytes_atomic(path: Path | str, data: bytes) -> None:
+    """Write bytes through ``replacing``. Python's buffered writer retries a short write, so a
+    disk that fills raises here instead of leaving the file short (C encoders writing straight to
+    a descriptor, as Pillow does, can stop short without a word)."""
+    with replacing(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(data)
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write JSON so that readers see the old file or the new one, never half of one."""
+    write_bytes_atomic(path, json.dumps(_finite(data), indent=2, ensure_ascii=False, default=str).encode("utf-8"))
 
 
 def _process_start(pid: int) -> str | None:
@@ -90,12 +146,12 @@ def _process_token() -> dict:
     return {"host": socket.gethostname(), "pid": os.getpid(), "start": _process_start(os.getpid())}
 
 
-def _owner_is_alive(owner: dict | None) -> bool:
+def _owner_is_alive(owner) -> bool:
     """False only when we can tell the owning process is gone; another host's run counts as alive."""
-    if not owner or owner.get("host") != socket.gethostname():
+    if not isinstance(owner, dict) or owner.get("host") != socket.gethostname():
         return True
     pid = owner.get("pid")
-    if not isinstance(pid, int) or pid <= 0:
+    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid <= MAX_PID:
         return False
     try:
         os.kill(pid, 0)
@@ -126,6 +182,11 @@ class Run:
         return self.path / name
 
     @property
+    def record(self) -> "RunRecord":
+        """The details as a checked, typed record (MalformedRun when they are the wrong shape)."""
+        return record_from_details(self.path, self.details)
+
+    @property
     def inputs_dir(self) -> Path:
         folder = self.path / INPUTS
         folder.mkdir(exist_ok=True)
@@ -136,10 +197,53 @@ class Run:
         write_json_atomic(self.path / DETAILS, self.details)
 
     def append_metrics(self, rows: list[dict]) -> None:
+        """Append whole lines: a write cut short (a full disk) is cut back, so no half row is left."""
         if not rows:
             return
-        with open(self.path / METRICS, "a", encoding="utf-8") as handle:
-            handle.writelines(json.dumps(row) + "\n" for row in rows)
+        path = self.path / METRICS
+        size = path.stat().st_size if path.exists() else None
+        try:
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write("".join(json.dumps(row) + "\n" for row in rows))
+        except OSError:
+            with contextlib.suppress(OSError):
+                if size is None:
+                    path.unlink(missing_ok=True)
+                else:
+                    os.truncate(path, size)
+            raise
+
+    def write_log(self, text: str) -> Path | None:
+        """Append to the run's log.txt (tracebacks a person can send); None when it cannot be written."""
+        path = self.path / LOG
+        try:
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write(f"--- {now_iso()}\n{text.rstrip()}\n")
+        except OSError:
+            log.warning("Could not write %s", path)
+            return None
+        return path
+
+    def log_exception(self, exc: BaseException) -> Path | None:
+        return self.write_log("".join(traceback.format_exception(exc)))
+
+    def reserve_space(self) -> None:
+        """Hold a little disk space for the run's last words (see ``RESERVE_BYTES``)."""
+        path = self.path / RESERVE
+        try:
+            with open(path, "wb") as handle:
+                try:
+                    os.posix_fallocate(handle.fileno(), 0, RESERVE_BYTES)
+                except (AttributeError, OSError) as exc:
+                    if getattr(exc, "errno", None) == errno.ENOSPC:
+                        raise
+                    handle.write(bytes(RESERVE_BYTES))  # filesystems without fallocate
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+
+    def release_space(self) -> None:
+        (self.path / RESERVE).unlink(missing_ok=True)
 
 
 def create_run(output_dir: Path | str, mode: str, params: dict, **extra: Any) -> Run:
@@ -163,46 +267,272 @@ def create_run(output_dir: Path | str, mode: str, params: dict, **extra: Any) ->
         "owner": _process_token(), **extra,
     }
     run = Run(path, details)
-    run.update()
+    try:
+        run.update()
+    except OSError as exc:
+        path.rmdir()  # a folder without details.json would only be skipped by every reader
+        from .errors import UserError, describe_failure, is_disk_full
+        if is_disk_full(exc):
+            raise UserError(describe_failure(exc, folder=output_dir)) from None
+        raise
     return run
 
 
-def read_details(path: Path) -> dict | None:
-    """The details of a run folder, normalised; None when it is not a readable run."""
+# --- Reading a run folder: one validating reader, a typed record ----------------------------
+
+
+class MalformedRun(ValueError):
+    """A details.json that is there but cannot be trusted; the message says why (a phrase)."""
+
+
+_NUMBER = (int, float)
+# Every key the code reads, with the JSON types it may hold (null is always allowed). Unknown keys
+# are kept as they are: later schemas add keys, and nothing here reads them.
+_FIELD_TYPES: dict[str, tuple] = {
+    "run_id": (str,), "mode": (str,), "status": (str,), "created": (str,), "started": (str,),
+    "finished": (str,), "prompt": (str,), "prompt_used": (str,), "params": (dict,),
+    "model": (dict, str), "progress": (dict,), "it_s": _NUMBER, "eta_s": _NUMBER, "timing": (dict,),
+    "error": (str,), "parent_run_id": (str,), "owner": (dict,), "artist_match": (dict,),
+    "seed": (int,), "frames": (int,), "size": (list,), "device": (str,), "demo": (bool,),
+    "legacy": (bool,), "output_image": (str,), "legacy_inputs": (list,),
+}
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What a run folder says about its run, checked: every field has the type it names."""
+
+    path: Path
+    run_id: str
+    mode: str
+    status: str
+    created: str
+    prompt: str
+    params: dict
+    model: dict
+    step: int | float | None
+    total: int | float | None
+    started: str | None = None
+    finished: str | None = None
+    seed: int | None = None
+    error: str | None = None
+    parent_run_id: str | None = None
+    it_s: float | None = None
+    eta_s: float | None = None
+    timing: dict = field(default_factory=dict)
+    owner: dict | None = None
+    legacy: bool = False
+    output_image: str = OUTPUT
+    legacy_inputs: tuple[str, ...] = ()
+    details: dict = field(default_factory=dict)  # the checked object, unknown keys kept (for rewriting)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def as_details(self) -> dict:
+        """The details with every known key in its one canonical shape (what indexes store)."""
+        return {**self.details, "run_id": self.run_id, "mode": self.mode, "status": self.status,
+                "created": self.created, "started": self.started, "finished": self.finished,
+                "prompt": self.prompt, "params": self.params, "model": self.model, "seed": self.seed,
+                "progress": {"step": self.step, "total": self.total}, "it_s": self.it_s,
+                "eta_s": self.eta_s, "timing": self.timing, "error": self.error,
+                "parent_run_id": self.parent_run_id, "owner": self.owner, "legacy": self.legacy,
+                "output_image": self.output_image, "legacy_inputs": list(self.legacy_inputs)}
+
+
+def read_record(path: Path | str) -> RunRecord | None:
+    """The checked record of a run folder; None (with a warning naming the folder) when it is not
+    a readable run. Never raises for what is inside the folder."""
     path = Path(path)
     try:
-        raw = json.loads((path / DETAILS).read_text(encoding="utf-8"))
-    except FileNotFoundError:
+        raw = _load_details(path)
+        if raw is None:
+            return None
+        return record_from_details(path, raw)
+    except MalformedRun as exc:
+        log.warning("Skipping %s: %s", path, exc)
         return None
-    except (OSError, ValueError) as exc:
-        log.warning("Skipping %s: details.json is unreadable (%s)", path, exc)
+
+
+def read_details(path: Path) -> dict | None:
+    """The checked details of a run folder as a dict, every known key in its canonical shape
+    (unknown keys kept); None when it is not a readable run."""
+    record = read_record(path)
+    return None if record is None else record.as_details()
+
+
+def _load_details(path: Path) -> dict | None:
+    """details.json parsed: a regular file (no symlink), at most MAX_DETAILS_BYTES, UTF-8, no NaN,
+    nested at most MAX_DEPTH deep, holding an object. None when the folder has no details.json."""
+    if os.path.islink(path):
+        raise MalformedRun("the run folder is a symbolic link, which is not followed")
+    data = _read_regular(path / DETAILS, MAX_DETAILS_BYTES)
+    if data is None:
         return None
+    try:
+        raw = json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
+    except RecursionError:
+        raise MalformedRun("details.json is nested too deeply") from None
+    except UnicodeDecodeError:
+        raise MalformedRun("details.json is not UTF-8 text") from None
+    except ValueError as exc:
+        raise MalformedRun(f"details.json is unreadable: not valid JSON ({exc})") from None
     if not isinstance(raw, dict):
-        log.warning("Skipping %s: details.json is not an object", path)
-        return None
-    if "schema" not in raw:
-        return _from_legacy(path, raw)
+        raise MalformedRun(f"details.json holds a {type(raw).__name__}, not an object")
+    if not _depth_at_most(raw, MAX_DEPTH):
+        raise MalformedRun(f"details.json is nested more than {MAX_DEPTH} levels deep")
     return raw
 
 
-def _from_legacy(path: Path, raw: dict) -> dict | None:
-    """Map a folder written by the original vqgan-clip-app onto the current schema."""
-    image = next((name for name in _LEGACY_IMAGES if (path / name).is_file()), None)
-    if image is None:
-        log.warning("Skipping %s: legacy run without an output image", path)
+def _read_regular(path: Path, limit: int) -> bytes | None:
+    """The bytes of a regular file that is not a symlink, if no larger than ``limit``; None if absent."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)  # a FIFO must not hang
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
         return None
+    except OSError as exc:
+        if os.path.islink(path):
+            raise MalformedRun(f"{path.name} is a symbolic link, which is not followed") from None
+        raise MalformedRun(f"{path.name} cannot be read ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise MalformedRun(f"{path.name} is not a regular file")
+        if info.st_size > limit:
+            raise MalformedRun(f"{path.name} is {info.st_size / 1e6:.0f} MB, more than the "
+                               f"{limit // 1_000_000} MB a run's details can be")
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise MalformedRun(f"{path.name} is larger than the {limit // 1_000_000} MB a run's details can be")
+    return data
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"it holds {name}, which JSON does not allow")
+
+
+def _depth_at_most(value, limit: int) -> bool:
+    """True when ``value`` nests no deeper than ``limit`` (checked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return False
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return True
+
+
+def record_from_details(path: Path | str, raw: dict) -> RunRecord:
+    """The one place a details object becomes a record: every key the code reads is type-checked
+    (MalformedRun names the first that is wrong); legacy folders are mapped first."""
+    path = Path(path)
+    if "schema" not in raw:
+        raw = _from_legacy(path, raw)
+    for key, types in _FIELD_TYPES.items():
+        value = raw.get(key)
+        if value is not None and not _is_instance(value, types):
+            raise MalformedRun(f"details.json has {key!r} as {_json_type(value)}, "
+                               f"not {' or '.join(_json_type_name(t) for t in types)}")
+    progress = raw.get("progress") or {}
+    step, total = (_number_or_fail(progress, k, "progress") for k in ("step", "total"))
+    timing = {str(k): _number_or_fail(raw.get("timing") or {}, k, "timing") for k in raw.get("timing") or {}}
+    model = raw.get("model") or {}
+    run_id = raw.get("run_id") or path.name.split("-", 1)[-1]
+    if "/" in run_id or "\x00" in run_id or len(run_id) > 200:
+        raise MalformedRun(f"details.json has a run_id that is not a name ({run_id[:40]!r})")
+    return RunRecord(
+        path=path, run_id=run_id, mode=raw.get("mode") or "", status=raw.get("status") or "",
+        created=raw.get("created") or "", prompt=raw.get("prompt") or "", params=raw.get("params") or {},
+        model=model if isinstance(model, dict) else {"name": model}, step=step, total=total,
+        started=raw.get("started"), finished=raw.get("finished"), seed=raw.get("seed"),
+        error=raw.get("error"), parent_run_id=raw.get("parent_run_id"), it_s=raw.get("it_s"),
+        eta_s=raw.get("eta_s"), timing=timing, owner=_checked_owner(raw.get("owner")),
+        legacy=bool(raw.get("legacy")), output_image=_image_name(raw),
+        legacy_inputs=tuple(_legacy_input_names(raw)), details=raw)
+
+
+def _is_instance(value, types: tuple) -> bool:
+    if isinstance(value, bool) and bool not in types:
+        return False  # JSON true is not a number
+    return isinstance(value, types)
+
+
+def _json_type(value) -> str:
+    name = _json_type_name(type(value))
+    return name if name == "text" else ("an " if name[0] in "aeiou" else "a ") + name
+
+
+def _json_type_name(kind: type) -> str:
+    return {dict: "object", list: "list", str: "text", int: "integer", float: "number",
+            bool: "true/false"}.get(kind, kind.__name__)
+
+
+def _number_or_fail(mapping: dict, key: str, where: str):
+    value = mapping.get(key)
+    if value is not None and not _is_instance(value, _NUMBER):
+        raise MalformedRun(f"details.json has {where}.{key} as {_json_type(value)}, not a number")
+    return value
+
+
+def _checked_owner(owner: dict | None) -> dict | None:
+    if owner is None:
+        return None
+    host, pid, start = owner.get("host"), owner.get("pid"), owner.get("start")
+    if not (isinstance(host, str) and _is_instance(pid, (int,)) and 0 < pid <= MAX_PID
+            and (start is None or isinstance(start, str))):
+        raise MalformedRun("details.json has an 'owner' that is not {host, pid, start}")
+    return {"host": host, "pid": pid, "start": start}
+
+
+def _image_name(raw: dict) -> str:
+    """Only the legacy names can be a run's image: a name from the file never points elsewhere."""
+    name = raw.get("output_image")
+    return name if raw.get("legacy") and name in _LEGACY_IMAGES else OUTPUT
+
+
+def _legacy_input_names(raw: dict) -> list[str]:
+    if not raw.get("legacy"):
+        return []
+    names = raw.get("legacy_inputs") or []
+    return [n for n in names if isinstance(n, str) and "/" not in n and not n.startswith(".")]
+
+
+def is_regular_file(path: Path) -> bool:
+    """A regular file, not a symlink to one."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _from_legacy(path: Path, raw: dict) -> dict:
+    """Map a folder written by the original vqgan-clip-app onto the current schema."""
+    image = next((name for name in _LEGACY_IMAGES if is_regular_file(path / name)), None)
+    if image is None:
+        raise MalformedRun("legacy run without an output image")
     prompt = raw.get("text_input") or raw.get("prompt") or ""
+    if not isinstance(prompt, str):
+        raise MalformedRun(f"details.json has the prompt as {_json_type(prompt)}, not text")
+    steps = raw.get("num_steps") if _is_instance(raw.get("num_steps"), (int,)) else None
     stamp = path.name.split("_")[0]
-    inputs = sorted(p.name for p in path.iterdir()
-                    if p.name.startswith(("init-image", "image-prompt")))
+    inputs = sorted(entry.name for entry in os.scandir(path)
+                    if entry.name.startswith(("init-image", "image-prompt"))
+                    and entry.is_file(follow_symlinks=False))
     return {
         "schema": 0, "legacy": True, "run_id": path.name, "mode": "vqgan",
         "status": DONE, "created": _legacy_created(stamp, path), "prompt": prompt,
         "params": {k: v for k, v in raw.items() if k != "text_input"},
-        "model": {"vqgan": raw.get("model"), "clip": raw.get("clip_model")},
-        "seed": raw.get("seed"), "output_image": image,
-        "legacy_inputs": inputs, "progress": {"step": raw.get("num_steps"), "total": raw.get("num_steps")},
+        "model": {"vqgan": _text_or_none(raw.get("model")), "clip": _text_or_none(raw.get("clip_model"))},
+        "seed": raw.get("seed") if _is_instance(raw.get("seed"), (int,)) else None, "output_image": image,
+        "legacy_inputs": inputs, "progress": {"step": steps, "total": steps},
     }
+
+
+def _text_or_none(value) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _legacy_created(stamp: str, path: Path) -> str:
@@ -215,43 +545,54 @@ def _legacy_created(stamp: str, path: Path) -> str:
 
 
 def open_run(path: Path | str) -> Run:
-    """Open an existing run folder for reading or updating."""
+    """Open an existing run folder for reading or updating (UserError saying why it cannot be)."""
     path = Path(path)
-    details = read_details(path)
-    if details is None:
+    try:
+        raw = _load_details(path)
+        record = None if raw is None else record_from_details(path, raw)
+    except MalformedRun as exc:
         from .errors import UserError
-        raise UserError(f"{path} is not a run folder: it has no readable details.json.")
-    return Run(path, details)
+        raise UserError(f"{path} cannot be read as a run folder: {exc}.") from None
+    if record is None:
+        from .errors import UserError
+        raise UserError(f"{path} is not a run folder: it has no details.json.")
+    return Run(path, record.as_details())
 
 
 def output_image(path: Path, details: dict) -> Path | None:
-    """The final image of a run, current or legacy layout."""
-    name = details.get("output_image") or OUTPUT
+    """The final image of a run, current or legacy layout (a regular file, never a symlink)."""
+    name = _image_name(details)
     image = Path(path) / name
-    return image if image.is_file() else None
+    return image if is_regular_file(image) else None
 
 
 def iter_run_dirs(output_dir: Path | str) -> Iterator[Path]:
-    """Run folders in ``output_dir``, newest first by name (names start with a timestamp)."""
+    """Run folders in ``output_dir``, newest first by name (names start with a timestamp).
+
+    Symlinked folders are left out: they may point anywhere, and the folder name must be the run's.
+    """
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         return iter(())
-    entries = [e for e in os.scandir(output_dir) if e.is_dir() and not e.name.startswith(".")]
+    with os.scandir(output_dir) as scan:
+        entries = [e for e in scan if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")]
     entries.sort(key=lambda e: e.name, reverse=True)
     return (Path(e.path) for e in entries)
 
 
+def iter_records(output_dir: Path | str, newest: int | None = None) -> Iterator[RunRecord]:
+    """Checked records of the readable runs among the newest ``newest`` folders, newest first;
+    malformed folders are skipped with a warning naming them."""
+    for path in itertools.islice(iter_run_dirs(output_dir), newest):
+        record = read_record(path)
+        if record is not None:
+            yield record
+
+
 def list_runs(output_dir: Path | str, limit: int | None = None) -> list[Run]:
     """Readable runs, newest first; broken folders are skipped with a log line."""
-    runs: list[Run] = []
-    for path in iter_run_dirs(output_dir):
-        details = read_details(path)
-        if details is None:
-            continue
-        runs.append(Run(path, effective_status(details)))
-        if limit is not None and len(runs) >= limit:
-            break
-    return runs
+    found = itertools.islice(iter_records(output_dir), limit)
+    return [Run(record.path, effective_status(record.as_details())) for record in found]
 
 
 def effective_status(details: dict) -> dict:
@@ -268,32 +609,45 @@ def mark_interrupted_runs(output_dir: Path | str, newest: int | None = None) -> 
     worker looks at all of them once).
     """
     marked = []
-    for path in itertools.islice(iter_run_dirs(output_dir), newest):
-        details = read_details(path)
-        if not details or details.get("legacy") or details.get("status") not in ACTIVE:
+    for record in iter_records(output_dir, newest):
+        if record.legacy or record.status not in ACTIVE or _owner_is_alive(record.owner):
             continue
-        if _owner_is_alive(details.get("owner")):
-            continue
-        run = Run(path, details)
-        run.update(status=INTERRUPTED, finished=run.details.get("finished") or now_iso(),
+        run = Run(record.path, record.details)
+        run.update(status=INTERRUPTED, finished=record.finished or now_iso(),
                    error="The program running this run stopped before it finished.")
-        marked.append(run.run_id)
-        log.info("Marked %s as interrupted", path.name)
+        marked.append(record.run_id)
+        log.info("Marked %s as interrupted", record.name)
     return marked
 
 
+MAX_METRICS_BYTES = 256 * 1024 * 1024  # ~2 million steps of a few losses each
+
+
 def read_metrics(path: Path | str) -> list[dict]:
-    """The per-step metrics of a run (empty when none were saved)."""
-    rows = []
+    """The per-step metrics of a run (empty when none were saved): JSON objects only, from a
+    regular file (never through a symlink), up to MAX_METRICS_BYTES."""
+    rows: list[dict] = []
+    metrics = Path(path) / METRICS
+    if not is_regular_file(metrics):
+        return rows
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
     try:
-        with open(Path(path) / METRICS, encoding="utf-8") as handle:
-            for line in handle:
-                try:
-                    rows.append(json.loads(line))
-                except ValueError:
-                    continue  # a line cut short by a crash
-    except FileNotFoundError:
-        pass
+        handle = open(os.open(metrics, flags), encoding="utf-8", errors="replace")
+    except OSError:
+        return rows
+    with handle:
+        read = 0
+        for line in handle:
+            read += len(line)
+            if read > MAX_METRICS_BYTES:
+                log.warning("Reading only the first %d MB of %s", MAX_METRICS_BYTES >> 20, metrics)
+                break
+            try:
+                row = json.loads(line)
+            except (ValueError, RecursionError):
+                continue  # a line cut short by a crash, or not ours
+            if isinstance(row, dict):
+                rows.append(row)
     return rows
 
 
@@ -301,9 +655,9 @@ def find_run(output_dir: Path | str, run_id: str) -> Run | None:
     """The run with this id (folder names end with it), or None."""
     for path in iter_run_dirs(output_dir):
         if path.name == run_id or path.name.endswith("-" + run_id):
-            details = read_details(path)
-            if details is not None:
-                return Run(path, effective_status(details))
+            record = read_record(path)
+            if record is not None:
+                return Run(path, effective_status(record.as_details()))
     return None
 
 
@@ -337,9 +691,10 @@ def list_inputs(path: Path | str, details: dict) -> list[str]:
     """The input files of a run (init image, image prompts), as paths relative to its folder."""
     path = Path(path)
     if details.get("legacy"):
-        return list(details.get("legacy_inputs") or [])
+        return _legacy_input_names(details)
     folder = path / INPUTS
-    if not folder.is_dir():
-        return []
-    return sorted(f"{INPUTS}/{p.name}" for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith("."))
+    if os.path.islink(folder) or not folder.is_dir():
+        return []  # a symlinked inputs/ could list any folder
+    with os.scandir(folder) as scan:
+        return sorted(f"{INPUTS}/{entry.name}" for entry in scan
+                      if entry.is_file(follow_symlinks=False) and not entry.name.startswith("."))

@@ -86,10 +86,26 @@ def test_pages_partition_the_runs_and_links_keep_the_search(output, tmp_path):
     assert 'href="/?q=fox&amp;page=3"' in html and 'href="/?q=fox"' in html
 
 
-@pytest.mark.parametrize("bad", ["0", "-1", "x", "1.5"])
-def test_bad_page_numbers_are_404(output, tmp_path, bad):
+@pytest.mark.parametrize("query", [
+    "page=0", "page=-1", "page=x", "page=1.5", "page=%C2%B2", "page=1e3", "page=",
+    "page=99999999999999999999", "page=9223372036854775808", "page=10000001",
+    "per_page=0", "per_page=201", "per_page=-5", "per_page=abc", "per_page=99999999999999999999",
+])
+@pytest.mark.parametrize("route", ["/", "/api/runs"])
+def test_bad_page_numbers_are_400_with_a_sentence(output, tmp_path, route, query):
     make_runs(output, 2)
-    assert client_for(output, tmp_path).get(f"/api/runs?page={bad}").status_code == 404
+    response = client_for(output, tmp_path).get(f"{route}?{query}")
+    assert response.status_code == 400, query
+    name = query.split("=")[0]
+    text = response.get_json()["error"] if route.startswith("/api/") else response.get_data(as_text=True)
+    assert f"{name} must be a whole number from 1 to" in text
+
+
+def test_bad_slide_limits_are_400(output, tmp_path):
+    client = client_for(output, tmp_path)
+    for limit in ("0", "501", "x", "99999999999999999999"):
+        assert client.get(f"/api/slides?limit={limit}").status_code == 400, limit
+    assert client.get("/api/slides?limit=500").status_code == 200
 
 
 def test_search_by_prompt_words_and_prefix(output, tmp_path):
@@ -147,7 +163,7 @@ def test_run_page_shows_everything_about_a_run(output, tmp_path):
     assert "<th>steps</th><td>20</td>" in html and "<th>seed used</th><td>7</td>" in html
     assert "median_step_s" in html
     assert f"/files/{run.path.name}/inputs/init.png" in html
-    assert f'href="/runs/{parent.run_id}"' in html and f'href="/runs/{child.run_id}"' in html
+    assert f'href="/runs/{parent.path.name}"' in html and f'href="/runs/{child.path.name}"' in html
     assert html.count("<polyline") == 2 and "loss/castle" in html
 
 
@@ -386,8 +402,8 @@ def test_index_is_kept_in_the_cache_and_reused(output, tmp_path, monkeypatch):
     client_for(output, tmp_path).get("/api/runs")
     assert (tmp_path / "cache" / "index.sqlite3").is_file()
     reads = []
-    original = runs.read_details
-    monkeypatch.setattr(runs, "read_details", lambda path: reads.append(path) or original(path))
+    original = runs.read_record
+    monkeypatch.setattr(runs, "read_record", lambda path: reads.append(path) or original(path))
     data = client_for(output, tmp_path).get("/api/runs").get_json()
     assert data["total"] == 5 and reads == []
     make_run(output, "one more")

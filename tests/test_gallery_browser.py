@@ -72,7 +72,7 @@ def test_index_and_run_page_render_and_new_runs_appear(serve, page, tmp_path):
     assert page.evaluate("() => window.notReloaded") is True
     assert page.locator("li.card").first.get_attribute("data-run-id") == second.run_id
     card.locator("a").first.click()
-    page.wait_for_url(f"**/runs/{first.run_id}")
+    page.wait_for_url(f"**/runs/{first.path.name}")  # run URLs name the folder
     assert page.locator("h1.prompt").inner_text() == "a lighthouse in a storm"
     assert page.evaluate("() => document.querySelector('img.full').naturalWidth") == 48
     assert "python -m logic rerun" in page.locator("pre.command").inner_text()

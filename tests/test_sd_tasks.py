@@ -156,4 +156,4 @@ def test_a_code_running_upscaler_file_is_refused(output_dir, tmp_path):
         pickle.dump({"model.0.weight": Evil()}, handle)
     image, _ = _image_and_mask(tmp_path)
     run, state = run_engine("upscale", output_dir, image=str(image), upscaler="evil.pth")
-    assert state.status == runs.FAILED and "would run code" in state.error and not marker.exists()
+    assert state.status == runs.FAILED and "could run code" in state.error and not marker.exists()

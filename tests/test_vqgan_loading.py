@@ -1,8 +1,11 @@
 """VQGAN loading from yaml + Lightning-layout checkpoints, and refusal of code-running pickles."""
 
+import contextlib
 import copy
 import os
 import pickle
+import sys
+import types
 
 import pytest
 import torch
@@ -23,19 +26,50 @@ def tiny_config(target="taming.models.vqgan.VQModel", **extra_params):
     return config
 
 
-class LightningCallback:  # stands in for pytorch_lightning's ModelCheckpoint, used as a dict key
-    pass
+class LightningCallback:
+    """Pickles as pytorch_lightning's ModelCheckpoint, which old Lightning files use as a dict key."""
 
 
-def write_pair(folder, name, config, state_dict, prefix=""):
+LightningCallback.__module__, LightningCallback.__qualname__ = "pytorch_lightning.callbacks.model_checkpoint", "ModelCheckpoint"
+
+
+class AttributeDict(dict):
+    """Pickles as Lightning's AttributeDict (hyper-parameters of old checkpoints)."""
+
+
+AttributeDict.__module__ = "pytorch_lightning.utilities.parsing"
+
+
+@contextlib.contextmanager
+def lightning_names():
+    """Make the Lightning module paths importable while pickling, as they are where real files were saved."""
+    names = ["pytorch_lightning", "pytorch_lightning.callbacks", LightningCallback.__module__,
+             "pytorch_lightning.utilities", AttributeDict.__module__]
+    saved = {name: sys.modules.get(name) for name in names}
+    for name in names:
+        sys.modules[name] = types.ModuleType(name)
+    sys.modules[LightningCallback.__module__].ModelCheckpoint = LightningCallback
+    sys.modules[AttributeDict.__module__].AttributeDict = AttributeDict
+    try:
+        yield
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+
+
+def write_pair(folder, name, config, state_dict, prefix="", extra=None):
     (folder / f"{name}.yaml").write_text(yaml.safe_dump(config))
     checkpoint = {
         "epoch": 3, "global_step": 1000, "pytorch-lightning_version": "1.0.8",
         "state_dict": {prefix + k: v for k, v in state_dict.items()} | {"loss.discriminator.weight": torch.ones(2)},
         "callbacks": {LightningCallback: {"best_model_score": torch.tensor(0.5)}},
         "optimizer_states": [{"state": {}, "param_groups": [{"lr": 1e-4}]}],
-    }
-    torch.save(checkpoint, folder / f"{name}.ckpt")
+    } | (extra or {})
+    with lightning_names():
+        torch.save(checkpoint, folder / f"{name}.ckpt")
     return VqganFiles(name, folder / f"{name}.yaml", folder / f"{name}.ckpt")
 
 
@@ -96,12 +130,9 @@ class RunsCode:
 def test_code_running_checkpoint_is_refused_and_nothing_runs(tmp_path):
     marker = tmp_path / "pwned"
     reference, _ = build_vqgan(tiny_config())
-    files = write_pair(tmp_path, "evil", tiny_config(), reference.state_dict())
-    checkpoint = torch.load(files.weights, weights_only=False)
-    checkpoint["payload"] = RunsCode(marker)
-    torch.save(checkpoint, files.weights)
+    files = write_pair(tmp_path, "evil", tiny_config(), reference.state_dict(), extra={"payload": RunsCode(marker)})
 
-    with pytest.raises(UnsafeCheckpointError, match=r"would run code.*system.*safetensors"):
+    with pytest.raises(UnsafeCheckpointError, match=r"names posix.system, which could run code.*safetensors.*--trust-code"):
         load_vqgan(files)
     assert not marker.exists()
 
@@ -138,12 +169,16 @@ def test_lightning_hyper_parameters_and_numpy_values_load(tmp_path):
     import numpy as np
 
     reference, _ = build_vqgan(tiny_config())
-    files = write_pair(tmp_path, "hparams", tiny_config(), reference.state_dict())
-    checkpoint = torch.load(files.weights, weights_only=False)
-    checkpoint["hparams"] = argparse.Namespace(base_lr=4.5e-6, batch_size=3)
-    checkpoint["metrics"] = {"val/rec_loss": np.float32(0.25), "history": np.arange(4, dtype=np.float64)}
-    torch.save(checkpoint, files.weights)
+    extra = {"hparams": argparse.Namespace(base_lr=4.5e-6, batch_size=3),
+             "hyper_parameters": AttributeDict(embed_dim=8, ckpt_path=None),
+             "metrics": {"val/rec_loss": np.float32(0.25), "history": np.arange(4, dtype=">f8"),
+                         "kinds": {np.dtype("int16")}, "tags": {"a", "b"}, "frozen": frozenset([1])}}
+    files = write_pair(tmp_path, "hparams", tiny_config(), reference.state_dict(), extra=extra)
 
     loaded = load_checkpoint(files.weights)
     assert loaded["hparams"].batch_size == 3 and loaded["metrics"]["history"].tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert loaded["hyper_parameters"] == {"embed_dim": 8, "ckpt_path": None}
+    assert loaded["metrics"]["val/rec_loss"] == np.float32(0.25) and loaded["metrics"]["tags"] == {"a", "b"}
+    assert [kind.numpy() for kind in loaded["metrics"]["kinds"]] == [np.dtype("int16")]
+    assert list(loaded["callbacks"]) == ["pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint"]
     assert torch.equal(load_vqgan(files).codebook, reference.codebook)

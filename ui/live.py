@@ -106,7 +106,7 @@ def recent_runs(output_dir: str, limit: int = 8) -> list[dict]:
     """The newest runs with an image, for the idle main area (cached: the panel refreshes every second)."""
     found = []
     for run in runs.list_runs(output_dir, limit=limit * 2):
-        thumb = run.file(runs.THUMB) if run.file(runs.THUMB).is_file() else runs.output_image(run.path, run.details)
+        thumb = run.file(runs.THUMB) if runs.is_regular_file(run.file(runs.THUMB)) else runs.output_image(run.path, run.details)
         if thumb:
             found.append({"thumb": str(thumb), "prompt": run.details.get("prompt") or "", "mode": run.details.get("mode"),
                           "status": run.details.get("status"), "folder": run.path.name})

@@ -15,8 +15,8 @@
       .then(function (data) {
         var first = slides.length === 0 && !started;
         data.slides.slice().reverse().forEach(function (s) {
-          if (seen[s.run_id]) return;
-          seen[s.run_id] = true;
+          if (seen[s.folder]) return;  // folder names are unique; run ids may repeat
+          seen[s.folder] = true;
           if (!first) pending.unshift(s);  // newest first among the new ones
         });
         slides = data.slides;

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
@@ -31,11 +32,14 @@ class ProgressPrinter(threading.Thread):
 
     def draw(self, end: str = "") -> None:
         line = format_progress(self.state)
-        if self.tty:
-            sys.stderr.write("\r" + line.ljust(len(self._last_line)) + end)
-        elif line != self._last_line:
-            sys.stderr.write(line + "\n")
-        sys.stderr.flush()
+        try:
+            if self.tty:
+                sys.stderr.write("\r" + line.ljust(len(self._last_line)) + end)
+            elif line != self._last_line:
+                sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+        except OSError:
+            pass  # the terminal went away (SIGHUP): the run goes on saving without it
         self._last_line = line
 
     def finish(self) -> None:
@@ -78,18 +82,27 @@ def run_in_foreground(mode: str, params: dict, args, **extra) -> int:
         jobs.execute_run(engine, spec, run, device=device, state=state)
     finally:
         printer.finish()
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return _report(state, run, time.monotonic() - started)
 
 
-def _stop_on_interrupt(state: jobs.JobState):
-    """First Ctrl-C asks the run to stop (it saves what it made); a second one aborts."""
+# Ctrl-C, `kill` and a closed terminal all mean "stop": the run ends stopped and keeps what it made.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def _stop_on_interrupt(state: jobs.JobState) -> dict:
+    """The first stop signal asks the run to stop (it saves what it made); a second one aborts.
+    Before the first step (loading, downloading) there is nothing to save and the engine checks no
+    stop flag yet: the first signal stops at once. Returns the handlers it replaced."""
     def handler(signum, frame):
-        if state.stop_event.is_set():
+        if state.stop_event.is_set() or state.step == 0:
+            state.stop_event.set()
             raise KeyboardInterrupt
         state.stop_event.set()
-        sys.stderr.write("\nStopping… (Ctrl-C again to abort)\n")
-    return signal.signal(signal.SIGINT, handler)
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            sys.stderr.write("\nStopping… (Ctrl-C again to abort)\n")
+    return {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
 
 
 def _report(state: jobs.JobState, run: runs.Run, elapsed: float) -> int:

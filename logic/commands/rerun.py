@@ -26,21 +26,21 @@ def register(subparsers) -> None:
 
 def rerun_params(run_dir: Path | str) -> tuple[str, dict, str]:
     """(mode, params, run_id) of a finished run, with inputs redirected to its inputs/ copies."""
-    run = runs.open_run(run_dir)
-    details = run.details
-    if details.get("legacy"):
-        raise UserError(f"{run.path.name} was made by the original vqgan-clip-app, which did not record "
+    record = runs.open_run(run_dir).record  # checked: every field has its type
+    if record.legacy:
+        raise UserError(f"{record.name} was made by the original vqgan-clip-app, which did not record "
                         "everything needed to remake it.")
-    mode, params = details.get("mode"), dict(details.get("params") or {})
+    mode, params = record.mode, dict(record.params)
     if not mode or not params:
-        raise UserError(f"{run.path.name}/details.json has no mode or parameters to rerun.")
+        raise UserError(f"{record.name}/details.json has no mode or parameters to rerun.")
     for key in ("init_image", "image_prompt"):
         value = params.get(key)
         if isinstance(value, str) and value and not Path(value).is_file():
-            copies = sorted((run.path / runs.INPUTS).glob(f"{key.replace('_', '-')}*"))
+            copies = sorted(p for p in (record.path / runs.INPUTS).glob(f"{key.replace('_', '-')}*")
+                            if runs.is_regular_file(p))
             if copies:
                 params[key] = str(copies[0])
-    return mode, params, run.run_id
+    return mode, params, record.run_id
 
 
 def run_rerun(args) -> int:

@@ -19,6 +19,7 @@ Specs are dataclasses with ``to_params()`` (a JSON-able dict that rebuilds them)
 from __future__ import annotations
 
 import dataclasses
+import math
 import shutil
 import threading
 from dataclasses import dataclass, field
@@ -27,13 +28,61 @@ from typing import Callable
 
 from PIL import Image
 
+from ..errors import UserError
+from ..runs import replacing
+
+# The extension a kept input gets, from the format Pillow decoded (never from the name given:
+# a PNG called x.html must not be served back as a page).
+IMAGE_EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp",
+                    "TIFF": ".tif", "MPO": ".jpg"}
+MAX_FPS = 120
+_NUMBER_NAMES = {"lr": "learning rate", "cfg": "CFG scale", "fps": "video frame rate (fps)"}
+
 
 def keep_input(source: str, folder: Path, name: str) -> str:
-    """Copy a file a person gave into the run's inputs/ exactly as given; returns the copy's path."""
-    target = Path(folder) / f"{name}{Path(source).suffix.lower() or '.png'}"
+    """Copy a file a person gave into the run's inputs/ byte for byte; returns the copy's path.
+
+    The copy is named ``<name><extension of the decoded format>``; a file that does not decode as
+    an image is refused with a sentence naming it.
+    """
+    target = Path(folder) / f"{name}{image_extension(source)}"
     if Path(source).resolve() != target.resolve():
-        shutil.copyfile(source, target)
+        with replacing(target) as tmp:
+            shutil.copyfile(source, tmp)
     return str(target)
+
+
+def image_extension(path: str | Path) -> str:
+    """The extension for the image format ``path`` really holds (UserError when it holds none)."""
+    try:
+        with Image.open(path) as image:
+            kind = image.format
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        kind = None
+    if kind not in IMAGE_EXTENSIONS:
+        raise UserError(f"The file {path} is not an image (PNG, JPEG, WebP, GIF, BMP or TIFF): give an image file.")
+    return IMAGE_EXTENSIONS[kind]
+
+
+def check_finite(spec) -> None:
+    """Refuse inf and NaN in every number of a spec (lists included), naming the setting.
+
+    Range checks written as ``value > 0`` let NaN through (every comparison with NaN is false),
+    and inf reaches the optimiser or the encoder; one check here covers every engine.
+    """
+    for item in dataclasses.fields(spec):
+        value = getattr(spec, item.name)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for number in values:
+            if isinstance(number, float) and not math.isfinite(number):
+                name = _NUMBER_NAMES.get(item.name, item.name.replace("_", " "))
+                raise UserError(f"The {name} must be a finite number, not {number}.")
+
+
+def check_fps(fps) -> None:
+    """One rule for the video frame rate in every engine."""
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= MAX_FPS:
+        raise UserError(f"The video frame rate (fps) must be above 0 and at most {MAX_FPS}, not {fps}.")
 
 
 def round_size(spec, factor: int):

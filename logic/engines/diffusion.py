@@ -23,7 +23,7 @@ from ..errors import UserError
 from ..media import format_parameters, save_png
 from ..models.diffusion import SdModels
 from . import sd_common as common
-from .base import Progress, Result, RunContext, keep_input
+from .base import Progress, Result, RunContext, check_finite, check_fps, keep_input
 from .sd.tasks import get_task, infer_task
 
 MODE = "diffusion"
@@ -85,7 +85,9 @@ def build_spec(params: dict) -> DiffusionSpec:
     spec = DiffusionSpec(**{k: v for k, v in merged.items() if k in known})
     if not str(spec.prompt).strip():
         raise UserError("The prompt is empty: type what the image should show, e.g. \"a red fox in the snow\".")
+    check_finite(spec)
     common.check_common(spec)
+    check_fps(spec.fps)
     spec = common.check_size(spec)
     for name in ("batch_size", "batch_count"):
         value = getattr(spec, name)

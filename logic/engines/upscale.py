@@ -17,7 +17,7 @@ from ..errors import UserError
 from ..media import open_user_image, read_png_parameters
 from ..models import upscalers
 from ..models.sd.hashes import file_sha256
-from .base import Progress, Result, RunContext, keep_input
+from .base import Progress, Result, RunContext, check_finite, keep_input
 from .sd.checks import upscalers_dir
 
 MODE = "upscale"
@@ -52,6 +52,7 @@ def build_spec(params: dict) -> UpscaleSpec:
     merged = {**settings.defaults(MODE), **{k: v for k, v in params.items() if v is not None}}
     known = {f.name for f in dataclasses.fields(UpscaleSpec)}
     spec = UpscaleSpec(**{k: v for k, v in merged.items() if k in known})
+    check_finite(spec)
     if not spec.image:
         raise UserError("Nothing to upscale: give an image file or a run folder.")
     spec.image = str(source_image(spec.image))

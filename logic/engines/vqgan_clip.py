@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import math
 import random
 import shutil
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from ..models.clip import ClipModel, load_clip
 from ..models.demo import DEMO_CLIP, DEMO_VQGAN, ensure_demo_clip, ensure_demo_vqgan
 from ..models.vqgan import Vqgan, find_vqgan_pairs, load_vqgan, read_config, resolve_vqgan, short_hash
 from ..prompts import Prompt, parse_prompt, parse_prompts, plain_text
-from ..vqgan import continuation
+from ..vqgan import continuation, memory
 from ..vqgan.animation import Motion, move_pixels
 from ..vqgan.cutouts import CUT_METHODS, Cutter
 from ..vqgan.losses import PromptLoss, mse_loss, mse_weight_at, tv_loss
@@ -37,7 +38,7 @@ from ..vqgan.optimisers import OPTIMISERS, canonical_optimiser, make_optimiser
 from ..vqgan.schedule import split_stages, stage_at
 from ..vqgan.starts import INIT_NOISES, start_latent
 from ..vqgan.synthesis import Synthesiser, to_image
-from .base import Progress, Result, RunContext, keep_input, round_size
+from .base import Progress, Result, RunContext, check_finite, check_fps, keep_input, round_size
 
 MODE = "vqgan"
 TITLE = "VQGAN+CLIP"
@@ -133,6 +134,7 @@ def _check_spec(spec: VqganSpec) -> None:
         raise UserError(f"The size {spec.size} is not two positive whole numbers: give a width and height like 256 256.")
     if spec.size[0] * spec.size[1] > 4096 * 4096:
         raise UserError(f"The size {spec.size[0]}x{spec.size[1]} is too large: keep it under 4096x4096.")
+    check_finite(spec)
     if spec.steps == 0 or spec.steps < -1:
         raise UserError(f"Steps must be a positive number or -1 (until stopped), not {spec.steps}.")
     _check_numbers(spec)
@@ -151,7 +153,6 @@ def _check_numbers(spec: VqganSpec) -> None:
         (spec.cutn >= 1, f"The number of cutouts must be at least 1, not {spec.cutn}."),
         (spec.cut_pow > 0, f"cut_pow must be above 0, not {spec.cut_pow}."),
         (spec.every >= 1, f"The frame interval must be at least 1 step, not {spec.every}."),
-        (spec.fps > 0, f"The video fps must be above 0, not {spec.fps}."),
         (spec.story_every >= 1, f"The prompt schedule interval must be at least 1 step, not {spec.story_every}: "
                                 "give how many steps each prompt stage lasts."),
         (spec.mse_weight >= 0, f"The MSE weight must be 0 or more, not {spec.mse_weight}."),
@@ -165,6 +166,7 @@ def _check_numbers(spec: VqganSpec) -> None:
     for ok, sentence in rules:
         if not ok:
             raise UserError(sentence)
+    check_fps(spec.fps)
 
 
 def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
@@ -194,6 +196,9 @@ def _image_prompt(item: str | dict) -> dict:
     if isinstance(item, dict):
         prompt = Prompt(str(item.get("path", "")), float(item.get("weight", 1.0)),
                         float("-inf") if item.get("stop") is None else float(item["stop"]))
+        if not math.isfinite(prompt.weight) or math.isnan(prompt.stop):
+            raise UserError(f"The image prompt {prompt.text} needs a finite weight and stop, "
+                            f"not {prompt.weight} and {item.get('stop')}.")
     else:
         prompt = parse_prompt(str(item))
     path = Path(prompt.text).expanduser().resolve()
@@ -257,8 +262,35 @@ def load_models(spec: VqganSpec, device: str, report=lambda message: None) -> Vq
 # 3. Adjust to the models -------------------------------------------------------------------------
 
 def prepare(spec: VqganSpec, models: VqganModels) -> VqganSpec:
-    """Round the size to a multiple of the VQGAN's factor, keeping what was asked for."""
-    return round_size(spec, models.vqgan.factor)
+    """Round the size to a multiple of the VQGAN's factor, keeping what was asked for; refuse a run
+    that cannot fit in memory before the kernel kills the process for it."""
+    spec = round_size(spec, models.vqgan.factor)
+    check_memory(spec, models)
+    return spec
+
+
+def check_memory(spec: VqganSpec, models: VqganModels) -> None:
+    """Refuse a run whose cutouts or image cannot fit (``logic.vqgan.memory``)."""
+    device = next(models.vqgan.parameters()).device
+    autocast = mixed_precision(spec.precision, str(device))[0]
+    size, factor = models.clip.image_size, models.vqgan.factor
+    generator = torch.Generator().manual_seed(0)
+
+    def cut_and_encode(image: torch.Tensor) -> torch.Tensor:
+        cutter = Cutter(size, image.shape[0], spec.cut_pow, spec.cut_method, spec.augment, generator)
+        return models.clip.encode_image(cutter(image[:1]).pixels)
+
+    with autocast:
+        # n cutouts of a small image: the crops, augmentations and CLIP's activations per cutout
+        per_cutout = memory.per_item(cut_and_encode, lambda n: torch.rand(n, 3, 2 * size, 2 * size, device=device),
+                                     memory.storages(models.clip.model))
+        per_cell = memory.per_item(models.vqgan.decode,
+                                   lambda n: torch.zeros(1, models.vqgan.embed_dim, 2 * n, 2, device=device),
+                                   memory.storages(models.vqgan)) / 4  # each step adds 2x2 cells
+    width, height = spec.size
+    need = memory.Need(image=int(per_cell * (width // factor) * (height // factor)),
+                       cutouts=int(per_cutout * spec.cutn))
+    memory.refuse_if_too_big(need, str(device), f"{spec.cutn} cutouts, a {width}x{height} image")
 
 
 def describe(spec: VqganSpec, models: VqganModels) -> dict:

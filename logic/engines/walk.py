@@ -27,7 +27,7 @@ from ..errors import UserError
 from ..media import format_parameters
 from ..models.diffusion import SdModels
 from . import sd_common as common
-from .base import Progress, Result, RunContext
+from .base import Progress, Result, RunContext, check_finite, check_fps
 
 MODE = "walk"
 TITLE = "Prompt walk"
@@ -83,14 +83,14 @@ def build_spec(params: dict) -> WalkSpec:
     spec.prompts = [str(p).strip() for p in spec.prompts or []]
     if len(spec.prompts) < 2 or not all(spec.prompts):
         raise UserError("A walk needs two or more non-empty prompts: give --prompt once per keyframe.")
+    check_finite(spec)
     common.check_common(spec)
     spec = common.check_size(spec)
     if isinstance(spec.frames, bool) or not isinstance(spec.frames, int) or not 1 <= spec.frames <= MAX_FRAMES:
         raise UserError(f"Frames per segment must be a whole number from 1 to {MAX_FRAMES}, not {spec.frames}.")
     if spec.easing not in EASINGS:
         raise UserError(f"Unknown easing {spec.easing!r}. Available: {', '.join(EASINGS)}.")
-    if not isinstance(spec.fps, (int, float)) or not 0 < spec.fps <= 120:
-        raise UserError(f"The frame rate must be above 0 and at most 120, not {spec.fps}.")
+    check_fps(spec.fps)
     spec.seeds = _check_seeds(spec.seeds, len(spec.prompts))
     common.check_model(spec)
     return spec

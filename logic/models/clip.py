@@ -10,6 +10,8 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError
+from .checkpoints import check_safetensors_header, refusal_for
+from .hub import check_on_hub
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +56,9 @@ def cached_weights(model_name: str, tag: str, cache_dir: str | None = None) -> s
     Loading the cached file directly makes no network request at all (open_clip would ask the hub
     whether the file changed, and wait out its retries on an offline machine).
     """
-    import open_clip
     from huggingface_hub import try_to_load_from_cache
 
-    hub = (open_clip.get_pretrained_cfg(model_name, tag) or {}).get("hf_hub", "")
-    repo_id, filename = _split_hub_id(hub)
+    repo_id, filename = hub_file(model_name, tag)
     if not repo_id:
         return None
     for name in (f"{Path(filename).stem}.safetensors", filename):
@@ -68,6 +68,13 @@ def cached_weights(model_name: str, tag: str, cache_dir: str | None = None) -> s
     return None
 
 
+def hub_file(model_name: str, tag: str) -> tuple[str, str]:
+    """(hub repo, file) open_clip downloads ``model_name:tag`` from; ('', '') when not from the hub."""
+    import open_clip
+
+    return _split_hub_id((open_clip.get_pretrained_cfg(model_name, tag) or {}).get("hf_hub", ""))
+
+
 def _split_hub_id(hub: str) -> tuple[str, str]:
     """'org/repo/' -> ('org/repo', default file); 'org/repo/file.bin' -> ('org/repo', 'file.bin')."""
     parts = hub.split("/")
@@ -75,6 +82,15 @@ def _split_hub_id(hub: str) -> tuple[str, str]:
         return "", ""
     filename = "/".join(parts[2:]) or "open_clip_pytorch_model.bin"
     return f"{parts[0]}/{parts[1]}", filename
+
+
+def _clip_failure(model_name: str, tag: str, weights: Path | None, exc: BaseException) -> UserError:
+    if weights:
+        detail = str(exc).strip().split("\n")[0][:160]
+        return UserError(f"The CLIP weights {weights} do not fit {model_name} ({detail}): pick the matching model.")
+    return UserError(f"CLIP {model_name}:{tag} is not in the local cache and could not be downloaded "
+                     f"({type(exc).__name__}): run `bash download-weights.sh --clip {model_name}:{tag}` on a "
+                     "connected machine, or give a weights file with --clip-weights.")
 
 
 def load_clip(name: str, weights: Path | None = None, device: str | torch.device = "cpu") -> ClipModel:
@@ -92,19 +108,23 @@ def load_clip(name: str, weights: Path | None = None, device: str | torch.device
     pretrained = str(weights) if weights else (cached_weights(model_name, tag) or tag)
     if weights and not Path(weights).is_file():
         raise UserError(f"The CLIP weights file {weights} does not exist: check the path.")
+    if str(pretrained).endswith(".safetensors") and Path(pretrained).is_file():
+        check_safetensors_header(pretrained)
+    if not Path(pretrained).is_file() and hub_file(model_name, tag)[0]:
+        check_on_hub(hub_file(model_name, tag)[0], f"CLIP {model_name}:{tag}",
+                     f"run `bash download-weights.sh --clip {model_name}:{tag}` on a connected machine, "
+                     "or give a weights file with --clip-weights")
     try:
         model = open_clip.create_model(model_name, pretrained=pretrained or None, device=device,
                                        force_quick_gelu=quick_gelu and not model_name.endswith("-quickgelu"),
                                        weights_only=True)
-    except pickle.UnpicklingError:
-        raise UserError(f"The CLIP weights {pretrained} would run code while loading, so they were not loaded: "
-                        "use a .safetensors file.") from None
+    except (pickle.UnpicklingError, RuntimeError) as exc:
+        refusal = refusal_for(pretrained, exc) if Path(pretrained).is_file() else None
+        if refusal is not None:
+            raise refusal from None
+        raise _clip_failure(model_name, tag, weights, exc) from None
     except Exception as exc:  # noqa: BLE001 - hub and network errors come in many types
-        if weights:
-            raise UserError(f"The CLIP weights {weights} do not fit {model_name} ({exc}): pick the matching model.") from None
-        raise UserError(f"CLIP {model_name}:{tag} is not in the local cache and could not be downloaded "
-                        f"({type(exc).__name__}): run `bash download-weights.sh --clip {model_name}:{tag}` on a "
-                        "connected machine, or give a weights file with --clip-weights.") from None
+        raise _clip_failure(model_name, tag, weights, exc) from None
     model = model.eval().requires_grad_(False)
     cfg = getattr(model.visual, "preprocess_cfg", {}) or {}
     size = model.visual.image_size

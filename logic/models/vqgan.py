@@ -53,6 +53,7 @@ class Vqgan(nn.Module):
         from taming.modules.vqvae.quantize import GumbelQuantize, VectorQuantizer2
 
         self.gumbel = gumbel
+        self.ddconfig = dict(ddconfig)
         self.encoder = Encoder(**ddconfig)
         with contextlib.redirect_stdout(io.StringIO()):  # taming prints the latent shape; stdout is the CLI's
             self.decoder = Decoder(**ddconfig)
@@ -115,6 +116,10 @@ def build_vqgan(config: dict) -> tuple[Vqgan, str]:
         raise UserError(f"The VQGAN config names model type {target!r}, which Atelier cannot load: "
                         f"use a config of one of {', '.join(_VQ_TARGETS)}.")
     params = section.get("params", {})
+    if isinstance(params.get("ddconfig"), dict):
+        # a config asking for enormous layers would be killed by the kernel while it is built
+        from ..vqgan.memory import Need, refuse_if_too_big, vqgan_weights
+        refuse_if_too_big(Need(weights=vqgan_weights(params["ddconfig"])), "cpu", "the VQGAN's layers")
     try:
         model = Vqgan(params["ddconfig"], int(params["n_embed"]), int(params["embed_dim"]),
                       gumbel=kind in _GUMBEL_TARGETS, kl_weight=float(params.get("kl_weight", 1e-8)))

@@ -1,7 +1,7 @@
 """Continue a run: the state a finished run keeps (state.pt) and how a new run picks it up.
 
 state.pt holds only tensors and plain containers (the latent, the optimiser's ``state_dict``), so
-it loads through the restricted unpickler of ``logic.models.checkpoints``.
+it loads through ``logic.models.checkpoints`` (torch's weights-only unpickler), like any checkpoint.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def inherited_params(path: str | Path) -> dict:
 
 def load_state(path: str | Path, device) -> dict:
     state = load_checkpoint(Path(path) / STATE_FILE, map_location=device)
-    if not isinstance(state.get("z"), torch.Tensor):
+    if not isinstance(state, dict) or not isinstance(state.get("z"), torch.Tensor):
         raise UserError(f"{Path(path).name}/{STATE_FILE} holds no latent: it was not written by this engine.")
     return state
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from ... import settings
 from ...errors import UserError
 from ...models import diffusion as sd
+from ...models.hub import check_on_hub
 from .. import base
 from .schedulers import resolve_scheduler
 
@@ -83,7 +84,11 @@ def check_model(spec) -> sd.ModelSource:
         sd.parse_lora(item, loras_dir())
     if spec.model == DEMO_MODEL:
         return sd.ModelSource("folder", "", DEMO_MODEL)
-    return sd.resolve_model(spec.model, models_dir())
+    source = sd.resolve_model(spec.model, models_dir())
+    if source.kind == "hub" and not sd.hub_model_cached(source.location):
+        # resolve_model refused this offline already: ask the hub now, before a run folder exists
+        check_on_hub(source.location, f"The model {source.name}", sd.HOW_TO_GET)
+    return source
 
 
 def model_token(model: str) -> str | None:

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import torch
 
 from ...errors import UserError
+from ..hub import install_timeouts
 from .families import Family, family_of_folder, get_family, registry
 from .hashes import short_hash
 from .memory import MemoryPlan, place_pipeline
@@ -181,6 +182,7 @@ def from_pretrained(source: ModelSource, dtype: torch.dtype):
         except (OSError, ValueError):
             log.info("%s is only partly in the cache: downloading the rest", source.name)
     local_only = source.kind == "folder" or hub_offline()
+    install_timeouts()  # no hub request waits forever
     try:
         return DiffusionPipeline.from_pretrained(source.location, local_files_only=local_only, **options)
     except (OSError, ValueError) as exc:

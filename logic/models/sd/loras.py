@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from ...errors import UserError
+from ..checkpoints import check_safetensors_header
 from .hashes import file_sha256
 from .sources import first_line
 
@@ -31,6 +32,7 @@ def parse_lora(text: str, loras_dir: Path) -> tuple[Path, float]:
     if found is None:
         raise UserError(f"The LoRA {path_text} was not found (looked in {loras_dir}): "
                         "put the .safetensors file there.")
+    check_safetensors_header(found)
     return found, weight
 
 

@@ -1,7 +1,8 @@
 """One original-layout checkpoint (CompVis / A1111 / Stability / BFL key names) -> a family's pipeline.
 
-No network: the file is read with ``load_checkpoint`` (safetensors, or a restricted unpickler that
-refuses a pickle which would run code), its family detected from its keys (or named by the
+No network: the file is read with ``load_checkpoint`` (safetensors with its header checked, or
+torch's weights-only unpickler, which refuses a pickle naming anything but tensors and plain data),
+its family detected from its keys (or named by the
 sidecar's ``family:``), and each component the family file lists is made from the file with
 diffusers' own converters (``from_single_file`` on the tensors already loaded, so diffusers never
 opens the file itself) and the configs shipped in ``sd_configs/<folder>/``. Components a file does
