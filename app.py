@@ -1,7 +1,9 @@
 """Atelier's Streamlit app: the sidebar drives every setting; runs go to a background worker.
 
 Run with ``streamlit run app.py``. The worker lives in the server process (``st.cache_resource``),
-so reloading the page reattaches to the run in progress instead of killing it.
+so reloading the page reattaches to the run in progress instead of killing it. The queue is the
+shared one on disk (``logic.queue``): runs queued by the CLI or the API show here, and a run another
+process runs is followed from its folder.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import logging
 
 import streamlit as st
 
-from logic import jobs, settings
+from logic import queue, runs, settings
 from logic.errors import UserError
 from logic.models.catalog import has_real_vqgan, installed_sd_models, sd_setup_hint, setup_hint
 from ui import MODES, live
@@ -20,14 +22,14 @@ logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(mes
 logging.getLogger("logic").setLevel(logging.INFO)
 
 
-def get_worker(device: str) -> jobs.Worker:
+def get_worker(device: str) -> queue.Worker:
     return _worker(device, str(settings.output_dir()))
 
 
 @st.cache_resource
-def _worker(device: str, output_dir: str) -> jobs.Worker:
+def _worker(device: str, output_dir: str) -> queue.Worker:
     """One worker per device and output folder, shared by every session of this server."""
-    return jobs.get_worker(device, output_dir)
+    return queue.get_worker(device, output_dir)
 
 
 def available_modes() -> dict:
@@ -87,7 +89,7 @@ def confirm_artist(mode: str, params: dict) -> None:
         st.rerun()
 
 
-def current_worker() -> jobs.Worker:
+def current_worker() -> queue.Worker:
     return get_worker(st.session_state.get("device") or settings.defaults().get("device"))
 
 
@@ -111,7 +113,7 @@ def show_finished(state) -> None:
     live.show_result(state)
     follow_up = getattr(UI.get(state.mode), "result_actions", None)
     if follow_up:
-        params = follow_up(state.run_dir, jobs.runs.open_run(state.run_dir).details)
+        params = follow_up(state.run_dir, runs.open_run(state.run_dir).details)
         if params:
             queue_run(state.mode, params, errors=st)
 
@@ -142,7 +144,8 @@ def follow_loss(run_id: str) -> None:
     """The loss curve, less often: drawing a chart costs ~0.1 s of the interpreter the run also needs."""
     state = current_worker().state(run_id)
     if state is not None:
-        live.show_loss_curve(list(state.loss_history))
+        # A run of another process has no history in memory: its metrics.jsonl has it.
+        live.show_loss_curve(list(state.loss_history) or runs.read_metrics(state.run_dir))
 
 
 st.set_page_config(page_title="Atelier", page_icon="🎨", layout="wide")

@@ -1,8 +1,9 @@
-"""Running engines: one lifecycle for every run, a model cache, and one background worker per device.
+"""Running engines: one lifecycle for every run, and a model cache (the queue and its workers: logic.queue).
 
 ``execute_run`` is the whole life of a run (load, prepare, iterate, save) and is shared by the CLI
-(in the foreground) and the app (through ``Worker`` in a background thread). Whatever happens —
-done, stopped, failed — the run is saved through ``_finish``.
+(in the foreground) and every queue worker (``logic.queue``: the app, the API server,
+``python -m logic worker``). Whatever happens — done, stopped, failed — the run is saved through
+``_finish``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import os
 import statistics
 import threading
 import time
@@ -117,6 +119,8 @@ class _RunRecorder:
 
     def record(self, event: Progress) -> None:
         self.speed.tick()
+        if stop_requested(self.run):  # a stop asked through the folder (CLI, API, another app)
+            self.state.stop_event.set()
         state = self.state
         state.step, state.total = event.step, event.total
         state.it_s, state.eta_s = self.speed.it_s(), self.speed.eta_s(event.step, event.total)
@@ -148,6 +152,11 @@ class _RunRecorder:
         self._last_checkpoint = time.monotonic()
 
 
+def stop_requested(run: runs.Run) -> bool:
+    """True once someone asked this run to stop through its folder (one stat, cheap every step)."""
+    return run.file(runs.STOP_REQUEST).exists()
+
+
 def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -175,8 +184,13 @@ def execute_run(engine, spec, run: runs.Run, *, device: str | None = None, cache
     result: Result | None = None
     try:
         run.reserve_space()
-        run.update(status=runs.RUNNING, started=runs.now_iso(), device=device)
-        spec = _keep_inputs(engine, spec, run)
+        # device_time: wall-clock times at sub-second precision, written with the start and the end
+        # status, so any two runs of one device can be shown never to overlap (the queue's lock).
+        run.update(status=runs.RUNNING, started=runs.now_iso(), device=device,
+                   device_time={"device": device, "pid": os.getpid(), "from": round(time.time(), 4)})
+        if stop_requested(run):
+            state.stop_event.set()
+        spec = keep_inputs(engine, spec, run)
         spec, models, timing["load_s"] = _load_and_prepare(engine, spec, run, device, cache, state)
         ctx = RunContext(run.path, device, state.stop_event, report=lambda m: setattr(state, "message", m))
         started = time.perf_counter()
@@ -213,7 +227,7 @@ def new_state(run: runs.Run) -> JobState:
                     total=run.details.get("progress", {}).get("total") or 0)
 
 
-def _keep_inputs(engine, spec, run: runs.Run):
+def keep_inputs(engine, spec, run: runs.Run):
     """Given files are copied into inputs/ first, and the recorded params point at the copies,
     so a rerun finds them even if the run fails or the originals move."""
     keep = getattr(engine, "keep_inputs", None)
@@ -301,7 +315,8 @@ def _finish(run: runs.Run, state: JobState, recorder: _RunRecorder, result: Resu
     try:
         run.update(status=status, error=error, finished=runs.now_iso(), timing=timing,
                    progress={"step": state.step, "total": state.total}, frames=recorder.video.frames,
-                   it_s=_round(state.it_s), eta_s=None, **extra)
+                   it_s=_round(state.it_s), eta_s=None, **extra,
+                   device_time={**run.details.get("device_time", {}), "to": round(time.time(), 4)})
     except OSError as exc:
         # details.json keeps its last checkpoint; the next start marks the run interrupted
         log.warning("Could not record the end of %s: %s", run.run_id, exc)
@@ -317,85 +332,3 @@ def _save_images(run: runs.Run, result: Result | None, final: Image.Image) -> No
     for name, image in (result.extra_files.items() if result else ()):
         media.save_png(image, run.file(name), parameters)
 
-
-class Worker:
-    """One background thread per device running queued runs in order; front ends poll ``snapshot``."""
-
-    def __init__(self, device: str | None, output_dir: Path | str):
-        self.device = resolve_device(device)
-        self.output_dir = Path(output_dir)
-        self.cache = ModelCache()
-        self._queue: collections.deque[tuple[Any, Any, runs.Run, JobState]] = collections.deque()
-        self._states: dict[str, JobState] = {}
-        self._order: list[str] = []
-        self._wake = threading.Condition()
-        runs.mark_interrupted_runs(self.output_dir)
-        self._thread = threading.Thread(target=self._loop, name=f"atelier-worker-{self.device}", daemon=True)
-        self._thread.start()
-
-    def submit(self, mode: str, params: dict, **extra: Any) -> JobState:
-        engine, spec, run = submit_run(mode, params, self.output_dir, **extra)
-        state = new_state(run)
-        with self._wake:
-            self._states[run.run_id] = state
-            self._order.append(run.run_id)
-            self._queue.append((engine, spec, run, state))
-            self._wake.notify()
-        return state
-
-    def stop(self, run_id: str) -> None:
-        """Stop a running run (cooperatively) or drop a queued one (marked stopped)."""
-        with self._wake:
-            state = self._states.get(run_id)
-            if state is None:
-                return
-            state.stop_event.set()
-            queued = [item for item in self._queue if item[2].run_id == run_id]
-            for item in queued:
-                self._queue.remove(item)
-                item[2].update(status=runs.STOPPED, finished=runs.now_iso())
-                state.status = runs.STOPPED
-
-    def state(self, run_id: str) -> JobState | None:
-        return self._states.get(run_id)
-
-    def current(self) -> JobState | None:
-        return next((s for s in self._states.values() if s.status == runs.RUNNING), None)
-
-    def queued(self) -> list[JobState]:
-        with self._wake:
-            return [item[3] for item in self._queue]
-
-    def recent(self, limit: int = 10) -> list[JobState]:
-        return [self._states[i] for i in reversed(self._order[-limit:])]
-
-    def release_models(self) -> None:
-        self.cache.release()
-
-    def _loop(self) -> None:
-        while True:
-            with self._wake:
-                while not self._queue:
-                    self._wake.wait()
-                engine, spec, run, state = self._queue.popleft()
-            try:
-                execute_run(engine, spec, run, device=self.device, cache=self.cache, state=state)
-            except Exception:  # noqa: BLE001 - the worker must survive anything to run the next job
-                log.exception("Worker could not save run %s", run.run_id)
-                state.status, state.error = runs.FAILED, "The run could not be saved; the log has the details."
-
-
-_workers: dict[tuple[str, str], Worker] = {}
-_workers_lock = threading.Lock()
-
-
-def get_worker(device: str | None = None, output_dir: Path | str | None = None) -> Worker:
-    """The process-wide worker for a device and output folder (created on first use)."""
-    from .settings import defaults, output_dir as default_output
-
-    device = resolve_device(device or defaults().get("device"))
-    key = (device, str(Path(output_dir or default_output()).resolve()))
-    with _workers_lock:
-        if key not in _workers:
-            _workers[key] = Worker(device, key[1])
-        return _workers[key]

@@ -55,6 +55,7 @@ STATE = "state.pt"
 LOG = "log.txt"
 RESERVE = ".reserve"
 RESERVE_BYTES = 64 * 1024    # freed when a run ends, so its last details.json and log.txt fit on a full disk
+STOP_REQUEST = "stop-request"   # present: whoever runs this run stops after the current step
 
 QUEUED, RUNNING, DONE, STOPPED, FAILED, INTERRUPTED = (
     "queued", "running", "done", "stopped", "failed", "interrupted")
@@ -146,7 +147,15 @@ def _process_token() -> dict:
     return {"host": socket.gethostname(), "pid": os.getpid(), "start": _process_start(os.getpid())}
 
 
-def _owner_is_alive(owner) -> bool:
+def owner_is_alive(owner: dict | None) -> bool:
+    """Whether the process that owns a run (or holds a lock) still runs; see ``_owner_is_alive``."""
+    return _owner_is_alive(owner)
+
+
+process_token = _process_token  # public name for the queue, which hands a run to the worker that claims it
+
+
+def _owner_is_alive(owner: dict | None) -> bool:
     """False only when we can tell the owning process is gone; another host's run counts as alive."""
     if not isinstance(owner, dict) or owner.get("host") != socket.gethostname():
         return True

@@ -38,6 +38,17 @@ def output_dir() -> Path:
     return _path_setting("ATELIER_OUTPUT", "output")
 
 
+def locks_dir() -> Path:
+    """Where the per-device lock files live: one per machine (not per output folder), because
+    the lock guards the GPU itself. Env ATELIER_LOCKS overrides (tests use a private folder)."""
+    value = os.environ.get("ATELIER_LOCKS")
+    if value:
+        return Path(value).expanduser()
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / f"atelier-locks-{os.getuid()}"
+
+
 def demo_dir() -> Path:
     """Where the demo models are written on first use (git-ignored)."""
     return assets_dir() / "demo"

@@ -12,8 +12,10 @@ def atelier_dirs(tmp_path_factory):
     """Point assets/ and output/ at temporary folders for the whole session."""
     assets = tmp_path_factory.mktemp("assets")
     output = tmp_path_factory.mktemp("output")
-    old = {key: os.environ.get(key) for key in ("ATELIER_ASSETS", "ATELIER_OUTPUT")}
+    locks = tmp_path_factory.mktemp("locks")  # device locks of this session only: other runs on the machine go on
+    old = {key: os.environ.get(key) for key in ("ATELIER_ASSETS", "ATELIER_OUTPUT", "ATELIER_LOCKS")}
     os.environ["ATELIER_ASSETS"], os.environ["ATELIER_OUTPUT"] = str(assets), str(output)
+    os.environ["ATELIER_LOCKS"] = str(locks)
     yield {"assets": assets, "output": output}
     for key, value in old.items():
         if value is None:

@@ -187,3 +187,37 @@ def test_a_prompt_walk_from_the_sidebar_makes_keyframes_and_a_video(tmp_path, mo
     assert details["mode"] == "walk" and details["status"] == runs.DONE
     assert sorted(p.name for p in run_dir.glob("keyframe-*.png")) == ["keyframe-01.png", "keyframe-02.png"]
     assert (run_dir / "anim.mp4").is_file()
+
+
+def test_the_app_follows_another_process_run_and_shows_the_whole_queue(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from logic import queue
+
+    output = tmp_path / "output"
+    monkeypatch.setenv("ATELIER_OUTPUT", str(output))
+    # Another process (here: this test) holds the device and runs a run; the CLI queued two more.
+    lock = queue.DeviceLock("cpu")
+    assert lock.try_acquire()
+    elsewhere = runs.create_run(output, "vqgan", {"prompt": "running elsewhere", "steps": 10})
+    elsewhere.update(status=runs.RUNNING, progress={"step": 3, "total": 10})
+    Image.new("RGB", (48, 48), "purple").save(elsewhere.file(runs.PREVIEW))
+    lock.announce(elsewhere)
+    params = {"prompt": "queued by the cli", "demo": True, "size": [32, 32], "steps": 2}
+    queued = [queue.enqueue("vqgan", params, output) for _ in range(2)]
+    try:
+        at = AppTest.from_file(APP, default_timeout=120).run()
+        assert not at.exception
+        assert "Step 3/10" in " ".join(str(p.proto.text) for p in at.get("progress"))
+        assert any(s.value == "Queue (2)" for s in at.subheader)
+        shown = " ".join(m.value for m in at.markdown)
+        assert all(r.run_id in shown for r in queued)
+        at.button(key=f"front_{queued[1].run_id}").click().run()
+        assert [e.path for e in queue.entries(output)] == [queued[1].path, queued[0].path]
+        at.button(key=f"remove_{queued[0].run_id}").click().run()
+        assert runs.read_details(queued[0].path)["status"] == runs.STOPPED
+    finally:
+        for run in queued:
+            queue.request_stop(runs.open_run(run.path))
+        lock.release()
+        queue.get_worker("cpu", output).close(timeout=30)

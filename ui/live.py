@@ -7,11 +7,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from logic import jobs, runs
+from logic import jobs, queue, runs
 from logic.commands.progress import format_seconds
+from logic.errors import UserError
 
 
-def watched_state(worker: jobs.Worker) -> jobs.JobState | None:
+def watched_state(worker: queue.Worker) -> jobs.JobState | None:
     """The run this page follows: the one it queued while that is not finished, else whatever the
     worker is running (a reload reattaches), else the last finished one."""
     run_id = st.session_state.get("watch")
@@ -21,7 +22,7 @@ def watched_state(worker: jobs.Worker) -> jobs.JobState | None:
     return worker.current() or mine or next(iter(worker.recent(1)), None)
 
 
-def show_progress(state: jobs.JobState, worker: jobs.Worker) -> None:
+def show_progress(state: jobs.JobState, worker: queue.Worker) -> None:
     total = state.total if state.total and state.total > 0 else None
     label = state.message or f"Step {state.step}/{total or '∞'}"
     if state.it_s:
@@ -73,6 +74,9 @@ def show_result(state: jobs.JobState) -> None:
         st.error(state.error or "The run failed.")
     elif state.status == runs.STOPPED:
         st.warning(f"Stopped at step {state.step}; everything made so far was kept.")
+    elif state.status == runs.INTERRUPTED:
+        st.warning(state.error or "The program running this run stopped before it finished.")
+        show_requeue(state)
     else:
         st.success(f"Done: {state.step} steps.")
     image = runs.output_image(run.path, details)
@@ -88,17 +92,35 @@ def show_result(state: jobs.JobState) -> None:
         st.code(json.dumps(details, indent=2, default=str), language="json")
 
 
-def show_queue(worker: jobs.Worker) -> None:
+def show_queue(worker: queue.Worker) -> None:
     queued = worker.queued()
     if not queued:
         return
     st.subheader(f"Queue ({len(queued)})")
-    for state in queued:
-        col1, col2 = st.columns([5, 1])
+    st.caption("Every queued run of this output folder: from this app, the CLI (`--queue`) and the API.")
+    for position, state in enumerate(queued):
+        col1, col2, col3 = st.columns([5, 1, 1])
         col1.write(f"`{state.run_id}` {state.mode}: {state.params.get('prompt', '')[:80]}")
-        if col2.button("Remove", key=f"remove_{state.run_id}"):
-            worker.stop(state.run_id)
-            st.rerun()
+        if position and col2.button("To front", key=f"front_{state.run_id}"):
+            _act(worker.move_to_front, state.run_id)
+        if col3.button("Remove", key=f"remove_{state.run_id}"):
+            _act(worker.stop, state.run_id)
+
+
+def _act(action, run_id: str) -> None:
+    try:
+        action(run_id)
+    except UserError as exc:  # e.g. the run started meanwhile
+        st.warning(str(exc))
+        return
+    st.rerun()
+
+
+def show_requeue(state: jobs.JobState) -> None:
+    """An interrupted run (its worker died) can be queued again in the same folder."""
+    if state.status == runs.INTERRUPTED and st.button("Queue again", key=f"requeue_{state.run_id}",
+                                                      help="Run it again from the start, same settings and seed"):
+        _act(lambda run_id: queue.requeue(runs.open_run(state.run_dir)), state.run_id)
 
 
 @st.cache_data(ttl=5, show_spinner=False)

@@ -9,7 +9,8 @@ import sys
 
 from ..errors import UserError
 
-COMMAND_MODULES = ["models", "vqgan", "diffusion", "walk", "upscale", "rerun", "artists", "convert"]
+COMMAND_MODULES = ["models", "vqgan", "diffusion", "walk", "upscale", "rerun", "artists", "convert",
+                   "queue", "serve"]
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,6 +19,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                         help="use the small random-initialised demo models (no downloads needed)")
     parser.add_argument("--output", metavar="DIR", help="folder for run folders (default: output/)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: auto)")
+    parser.add_argument("--queue", action="store_true",
+                        help="only queue the run (a worker runs it) and print its folder")
 
 
 def add_artist_arguments(parser: argparse.ArgumentParser) -> None:

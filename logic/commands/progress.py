@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 
-from .. import jobs, runs
+from .. import jobs, queue, runs
 from ..devices import resolve_device
 from ..settings import output_dir as default_output_dir
 
@@ -68,23 +68,47 @@ def format_seconds(seconds: float) -> str:
 
 
 def run_in_foreground(mode: str, params: dict, args, **extra) -> int:
-    """Create, run and save one run; prints the run folder as the last line of stdout."""
+    """Create, run and save one run; prints the run folder as the last line of stdout.
+
+    The run goes through the shared queue (``logic.queue``): with ``--queue`` it is only queued for
+    a worker; otherwise this process waits for the device's lock (saying which run it waits for)
+    and runs it here, so a CLI run and an app or API run never share the GPU.
+    """
     device = resolve_device(args.device)  # a missing GPU is bad input: say so before making a folder
     output = args.output or default_output_dir()
     runs.mark_interrupted_runs(output, newest=RECENT_RUNS_CHECKED)
-    engine, spec, run = jobs.submit_run(mode, params, output, **extra)
+    if getattr(args, "queue", False):
+        run = queue.enqueue(mode, params, output, **extra)
+        print(f"Queued as {run.run_id}; a worker (the app, `python -m logic serve` or "
+              f"`python -m logic worker`) runs it.", file=sys.stderr)
+        print(run.path)
+        return 0
+    run = queue.enqueue(mode, params, output, held_by=runs.process_token(), **extra)
     state = jobs.new_state(run)
-    printer = ProgressPrinter(state)
     previous = _stop_on_interrupt(state)
-    printer.start()
+    lock = queue.DeviceLock(device)
     started = time.monotonic()
     try:
-        jobs.execute_run(engine, spec, run, device=device, state=state)
+        if not queue.wait_for_device(run, lock, _say, state.stop_event):
+            state.status = runs.STOPPED
+            print("Stopped before it started.", file=sys.stderr)
+            print(run.path)
+            return 130
+        printer = ProgressPrinter(state)
+        printer.start()
+        try:
+            queue.run_claimed(run, device, jobs.ModelCache(), state, lock)
+        finally:
+            printer.finish()
     finally:
-        printer.finish()
+        lock.release()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     return _report(state, run, time.monotonic() - started)
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 # Ctrl-C, `kill` and a closed terminal all mean "stop": the run ends stopped and keeps what it made.
@@ -93,10 +117,12 @@ STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SI
 
 def _stop_on_interrupt(state: jobs.JobState) -> dict:
     """The first stop signal asks the run to stop (it saves what it made); a second one aborts.
-    Before the first step (loading, downloading) there is nothing to save and the engine checks no
-    stop flag yet: the first signal stops at once. Returns the handlers it replaced."""
+    While waiting for the device the flag takes the run out of the queue; while loading (before
+    the first step) there is nothing to save and no stop flag is checked yet, so the first signal
+    stops at once. Returns the handlers it replaced."""
     def handler(signum, frame):
-        if state.stop_event.is_set() or state.step == 0:
+        loading = state.status == runs.RUNNING and state.step == 0
+        if state.stop_event.is_set() or loading:
             state.stop_event.set()
             raise KeyboardInterrupt
         state.stop_event.set()

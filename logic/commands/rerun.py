@@ -21,6 +21,7 @@ def register(subparsers) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (holding details.json)")
     parser.add_argument("--output", metavar="DIR", help="folder for the new run folder (default: output/)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: auto; use the original's for the same image)")
+    parser.add_argument("--queue", action="store_true", help="only queue the run (a worker runs it)")
     parser.set_defaults(handler=run_rerun)
 
 
