@@ -11,7 +11,6 @@ import errno
 import io
 import json
 import logging
-import re
 import shutil
 from pathlib import Path
 from typing import Iterable
@@ -215,30 +214,12 @@ def quote_value(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-# 'Key: value' pairs; a value is a JSON string (may hold ', ') or runs to the next ', '.
-_PAIR = re.compile(r'\s*([^:,]+):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
-
-
 def parse_parameters(text: str) -> dict:
-    """Parse the 'parameters' text back into prompt, negative prompt and settings."""
-    lines = text.split("\n")
-    result: dict = {"prompt": lines[0], "negative": ""}
-    for line in lines[1:]:
-        if line.startswith("Negative prompt: "):
-            result["negative"] = line[len("Negative prompt: "):]
-        elif ": " in line:
-            for key, value in _PAIR.findall(line):
-                result[key.strip()] = _unquote(value.strip())
-    return result
+    """Parse the 'parameters' text back into prompt, negative prompt and settings (A1111's rules:
+    multi-line prompts, quoted values, Civitai's JSON values; see logic/a1111/metadata.py)."""
+    from .a1111.metadata import parse_parameters as parse
 
-
-def _unquote(value: str) -> str:
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
+    return parse(text)
 
 
 def save_thumbnail(image: Image.Image, path: Path | str, size: int = THUMB_SIZE) -> None:

@@ -226,7 +226,12 @@ def test_a_hub_model_in_the_cache_loads_without_asking_the_hub(tmp_path):
     finally:
         server.shutdown()
     assert result.returncode == 0, result.stderr
-    assert (Path(result.stdout.strip().splitlines()[-1]) / "output.png").is_file()
+    run_dir = Path(result.stdout.strip().splitlines()[-1])
+    assert (run_dir / "output.png").is_file()
+    # issue 13: a hub model is recorded by repo id and the snapshot's commit (no AutoV2 hash exists for it)
+    found = media.parse_parameters(media.read_png_parameters(run_dir / "output.png"))
+    assert (found["Model"], found["Model revision"]) == ("someone/tiny-sd", "0123abcd") and "Model hash" not in found
+    assert json.loads((run_dir / "details.json").read_text())["model"]["revision"] == "0123abcd"
     # huggingface_hub may fetch its own registries; nothing about the model may be asked for.
     assert [path for path in requests if "tiny-sd" in path] == []
 

@@ -86,3 +86,36 @@ def test_canvas_strokes_become_a_mask_at_the_image_size():
     array = np.asarray(mask)
     assert mask.size == (160, 80) and mask.mode == "L"
     assert array[30, 100] == 255 and array[5, 5] == 0 and array[30, 60] == 0
+
+
+def test_load_settings_from_an_image_fills_the_form_and_lists_the_rest(tmp_path):
+    """Issue 13: drop an A1111 PNG; the sidebar form takes its settings, unknown keys are listed."""
+    import io
+
+    from PIL import Image, PngImagePlugin
+
+    from sd_helpers import tiny_lora
+
+    tiny_models()
+    tiny_lora()
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a red fox,\nin (snow:1.2)\nNegative prompt: blurry\nSteps: 12, Sampler: DPM++ 2M, "
+                                "Schedule type: Karras, CFG scale: 6.5, Seed: 77, Size: 320x256, Model: tiny-file, "
+                                "Clip skip: 2, Lora: tiny-lora:0.6, Hires upscale: 2")
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, "PNG", pnginfo=info)
+    script = tmp_path / "app.py"
+    script.write_text(SCRIPT)
+    app = AppTest.from_file(str(script), default_timeout=60).run()
+    app.sidebar.file_uploader(key="sd_from_image").upload("a1111.png", buffer.getvalue(), "image/png").run()
+    assert not app.exception
+    assert any("Hires upscale: 2" in c.value for c in app.sidebar.caption)
+    app.sidebar.button[0].click().run()
+    params = app.session_state["sd"]
+    assert params["prompt"] == "a red fox,\nin (snow:1.2)" and params["negative"] == "blurry"
+    assert (params["steps"], params["cfg"], params["scheduler"], params["seed"], params["size"]) == (
+        12, 6.5, "DPM++ 2M Karras", 77, [320, 256])
+    assert params["model"] == "tiny-file.safetensors" and params["clip_skip"] == 2
+    assert params["lora"] == ["tiny-lora.safetensors:0.6"]
+    spec = diffusion.build_spec({k: v for k, v in params.items() if k != "device"})
+    assert spec.clip_skip == 2 and spec.lora == ["tiny-lora.safetensors:0.6"]

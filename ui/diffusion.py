@@ -14,6 +14,7 @@ TASKS = {"txt2img": "Text to image", "img2img": "Image to image", "inpaint": "In
 
 def sidebar(defaults: dict) -> dict | None:
     """The task, then all settings in one form; returns params for build_spec when Run is pressed."""
+    load_settings_from_image()
     task = st.sidebar.radio("Task", list(TASKS), format_func=TASKS.get, key="sd_task", horizontal=True)
     inpaint_image, mask = _inpaint_inputs() if task == "inpaint" else (None, None)
     with st.sidebar.form("sd_form"):
@@ -37,7 +38,7 @@ def sidebar(defaults: dict) -> dict | None:
             task_params = _hires_options(defaults)
         preview_every = st.number_input("Preview every N steps (0 = none)", 0, 1000,
                                         int(defaults.get("preview_every", 1)), key="sd_preview_every")
-        extra = w.memory("sd_", defaults)
+        extra = {**w.text_extras("sd_", defaults), **w.memory("sd_", defaults)}
         submitted = st.form_submit_button("Run", type="primary", width="stretch")
     if not submitted:
         return None
@@ -79,8 +80,75 @@ def _hires_options(defaults: dict) -> dict:
             "hires_strength": float(strength)}
 
 
+# The form's keys for each spec field "load settings from an image" can fill in.
+FORM_KEYS = {"prompt": "sd_prompt", "negative": "sd_negative", "steps": "sd_steps", "cfg": "sd_cfg",
+             "scheduler": "sd_scheduler", "strength": "sd_strength", "clip_skip": "sd_clip_skip", "vae": "sd_vae"}
+
+
+def load_settings_from_image() -> None:
+    """Drop a PNG (Atelier, A1111, Forge, Civitai): the form below fills in; what was not used is listed.
+
+    Outside the form, so an upload reruns the script and the values are in place before the form's
+    widgets are drawn; each upload is applied once, so later edits are kept.
+    """
+    from logic.a1111.from_image import settings_from_image
+    from logic.errors import UserError
+
+    with st.sidebar.expander("Load settings from an image"):
+        upload = st.file_uploader("Image with generation parameters", type=["png", "jpg", "jpeg", "webp"],
+                                  key="sd_from_image")
+        if upload is None:
+            return
+        if st.session_state.get("sd_loaded_from") != upload.file_id:
+            try:
+                image = settings_from_image(upload.getvalue())
+            except UserError as exc:
+                st.error(str(exc))
+                return
+            fill_form(image.params)
+            st.session_state.sd_loaded_from = upload.file_id
+            st.session_state.sd_loaded_report = {"unknown": image.unknown, "notes": image.notes}
+        report = st.session_state.get("sd_loaded_report") or {}
+        st.caption(f"Settings of {upload.name} are in the form below.")
+        for note in report.get("notes", []):
+            st.warning(note)
+        if report.get("unknown"):
+            st.caption("Not used: " + ", ".join(f"{k}: {v}" for k, v in report["unknown"].items()))
+
+
+def fill_form(params: dict) -> None:
+    """Write loaded values into the form widgets' state (only values the widgets can show)."""
+    state = st.session_state
+    for field, key in FORM_KEYS.items():
+        if params.get(field) is not None and field != "vae":
+            state[key] = params[field]
+    if "size" in params:
+        state["sd_width"], state["sd_height"] = (max(64, int(v)) for v in params["size"])
+    if params.get("seed") is not None:
+        state["sd_seed"] = str(params["seed"])
+    if params.get("model") in w.model_choices(""):
+        state["sd_model"] = params["model"]
+    if params.get("vae"):
+        from logic.a1111.extras import find_vae
+
+        found = find_vae(params["vae"])
+        state["sd_vae"] = found.name if found else state.get("sd_vae")
+    installed = {Path(name).stem: name for name in w.sd.list_loras(w.sd_common.loras_dir())}
+    chosen = {}
+    for item in params.get("lora") or []:
+        name, _, weight = item.rpartition(":")
+        if Path(name).stem in installed:
+            chosen[installed[Path(name).stem]] = float(weight)
+    if chosen:
+        state["sd_loras"] = list(chosen)
+        for name, weight in chosen.items():
+            state[f"sd_lora_w_{name}"] = weight
+
+
 def result_actions(run_dir, details: dict) -> dict | None:
     """Show every image of a batch with its seed; a button reruns one image alone with its seed."""
+    for note in (details.get("prompt_encoding") or {}).get("notes") or []:
+        st.info(note)
     records = details.get("images") or []
     if details.get("safety"):
         st.warning(details["safety"])

@@ -52,9 +52,25 @@ def model_and_loras(prefix: str, defaults: dict) -> tuple[str, list[str]]:
         st.caption(f"Family: {family.title} (default size {family.default_size[0]}x{family.default_size[1]}"
                    f"{'; no negative prompt' if not family.negative_prompt else ''})")
     loras = sd.list_loras(sd_common.loras_dir())
-    chosen = st.multiselect("LoRAs", loras, key=f"{prefix}loras") if loras else []
-    weight = st.slider("LoRA weight", 0.0, 1.5, 0.8, 0.05, key=f"{prefix}lora_weight") if loras else 1.0
-    return model, [f"{name}:{weight}" for name in chosen]
+    chosen = st.multiselect("LoRAs", loras, key=f"{prefix}loras",
+                            help="Or write <lora:NAME:WEIGHT> in the prompt, as in A1111.") if loras else []
+    # one weight per LoRA (a form redraws on submit: a LoRA picked now gets its slider on the next run)
+    weights = {name: st.slider(f"Weight of {Path(name).stem}", -1.0, 2.0, 0.8, 0.05, key=f"{prefix}lora_w_{name}")
+               for name in chosen}
+    return model, [f"{name}:{weights[name]:g}" for name in chosen]
+
+
+def text_extras(prefix: str, defaults: dict) -> dict:
+    """Clip skip and the VAE override (A1111's names), in their own expander."""
+    from logic.a1111.extras import list_vaes
+
+    with st.expander("Clip skip and VAE"):
+        clip_skip = st.number_input("Clip skip", 1, 12, int(defaults.get("clip_skip") or 1), key=f"{prefix}clip_skip",
+                                    help="2 takes the text encoder's penultimate layer (many anime models want it).")
+        own = "(the model's own)"
+        vaes = [own, *list_vaes()]
+        vae = st.selectbox("VAE", vaes, key=f"{prefix}vae", help="Single-file VAEs from assets/vae/.")
+    return {"clip_skip": int(clip_skip), "vae": None if vae == own else vae}
 
 
 def sampling(prefix: str, defaults: dict) -> dict:

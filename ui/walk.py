@@ -24,7 +24,7 @@ def sidebar(defaults: dict) -> dict | None:
                           index=0 if defaults.get("easing", "ease-in-out") == "ease-in-out" else 1)
         gif = st.checkbox("Also make a GIF", bool(defaults.get("gif", False)), key="walk_gif")
         sampling = w.sampling("walk_", defaults)
-        extra = w.memory("walk_", defaults)
+        extra = {**w.text_extras("walk_", defaults), **w.memory("walk_", defaults)}
         submitted = st.form_submit_button("Run", type="primary", width="stretch")
     if not submitted:
         return None

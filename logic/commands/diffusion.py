@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
+from ..errors import UserError
 from ..settings import defaults
 from . import add_artist_arguments, add_common_arguments, artist_params
 from .progress import run_in_foreground
+
+log = logging.getLogger(__name__)
 
 
 def add_sd_arguments(parser: argparse.ArgumentParser, d: dict) -> None:
@@ -16,7 +20,12 @@ def add_sd_arguments(parser: argparse.ArgumentParser, d: dict) -> None:
                         help="hub id, diffusers folder, or .safetensors/.ckpt in assets/models/ "
                              "(SD 1.x, 2.x, SDXL, SD 3.5, Flux: detected)")
     parser.add_argument("--lora", action="append", metavar="PATH[:W]", default=None,
-                        help="LoRA file (assets/loras/) with optional weight; repeat for several")
+                        help="LoRA file (assets/loras/) with optional weight; repeat for several "
+                             "(or write <lora:NAME:W> in the prompt, as in A1111)")
+    parser.add_argument("--clip-skip", type=int, default=d.get("clip_skip", 1),
+                        help="A1111's Clip skip: 2 takes the text encoder's penultimate layer")
+    parser.add_argument("--vae", default=d.get("vae"), metavar="NAME",
+                        help="a single-file VAE in assets/vae/ used instead of the model's own")
     parser.add_argument("--steps", type=int, default=d.get("steps"))
     parser.add_argument("--cfg", type=float, default=d.get("cfg"), help="classifier-free guidance scale")
     parser.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), default=d.get("size"),
@@ -35,14 +44,19 @@ def add_sd_arguments(parser: argparse.ArgumentParser, d: dict) -> None:
 def sd_params(args) -> dict:
     return {"negative": args.negative, "model": args.model, "lora": args.lora, "steps": args.steps,
             "cfg": args.cfg, "size": list(args.size), "scheduler": args.scheduler, "precision": args.precision,
-            "memory": args.memory, "safety": args.safety, "fps": args.fps, "demo": args.demo}
+            "memory": args.memory, "safety": args.safety, "fps": args.fps, "demo": args.demo,
+            "clip_skip": args.clip_skip, "vae": args.vae}
 
 
 def register(subparsers) -> None:
     d = defaults("diffusion")
     parser = subparsers.add_parser("diffusion", help="Stable Diffusion: txt2img and img2img",
                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--prompt", "-p", required=True, help="what the image should show")
+    parser.add_argument("--prompt", "-p", help="what the image should show (A1111 syntax: (word:1.2), [word], "
+                                               "BREAK, <lora:NAME:W>, embedding file names)")
+    parser.add_argument("--from-image", metavar="FILE",
+                        help="take the settings from an image's parameters (Atelier, A1111, Forge, Civitai); "
+                             "options given on the command line override them")
     parser.add_argument("--task", choices=["txt2img", "img2img", "inpaint", "hires"], default=d.get("task"),
                         help="default: inpaint with --mask, img2img with --init-image, else txt2img")
     parser.add_argument("--init-image", metavar="FILE", help="img2img / inpaint: start from this image")
@@ -72,7 +86,7 @@ def register(subparsers) -> None:
     add_sd_arguments(parser, d)
     add_artist_arguments(parser)
     add_common_arguments(parser)
-    parser.set_defaults(handler=run_diffusion)
+    parser.set_defaults(handler=run_diffusion, parser=parser)
 
 
 def spec_params(args) -> dict:
@@ -86,4 +100,23 @@ def spec_params(args) -> dict:
 
 
 def run_diffusion(args) -> int:
-    return run_in_foreground("diffusion", spec_params(args), args)
+    params = spec_params(args)
+    if args.from_image:
+        params = params_from_image(args, params)
+    elif not args.prompt:
+        raise UserError("Give a prompt with --prompt (or the settings of an image with --from-image FILE).")
+    return run_in_foreground("diffusion", params, args)
+
+
+def params_from_image(args, params: dict) -> dict:
+    """The image's settings, then every option that differs from its default (the overrides)."""
+    from ..a1111.from_image import settings_from_image
+
+    image = settings_from_image(args.from_image)
+    defaults_given = spec_params(args.parser.parse_args([]))
+    overrides = {k: v for k, v in params.items() if v != defaults_given.get(k)}
+    for note in image.notes:
+        log.warning("%s", note)
+    if image.unknown:
+        log.warning("Not used from %s: %s", args.from_image, ", ".join(f"{k}: {v}" for k, v in image.unknown.items()))
+    return {**params, **image.params, **overrides}

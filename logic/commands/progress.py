@@ -131,6 +131,11 @@ def _stop_on_interrupt(state: jobs.JobState) -> dict:
     return {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
 
 
+def prompt_notes(details: dict) -> list[str]:
+    """What the prompt encoding wants said: a cut prompt (encoders with a hard limit), chunking."""
+    return list(((details or {}).get("prompt_encoding") or {}).get("notes") or [])
+
+
 def _report(state: jobs.JobState, run: runs.Run, elapsed: float) -> int:
     if state.status == runs.FAILED:
         print(f"error: {state.error}", file=sys.stderr)
@@ -138,5 +143,7 @@ def _report(state: jobs.JobState, run: runs.Run, elapsed: float) -> int:
         print(f"Stopped at step {state.step}; kept what was made.", file=sys.stderr)
     else:
         print(f"Done in {format_seconds(elapsed)}.", file=sys.stderr)
+    for note in prompt_notes(run.details):
+        print(f"note: {note}", file=sys.stderr)
     print(run.path)
     return {runs.DONE: 0, runs.STOPPED: 130}.get(state.status, 1)

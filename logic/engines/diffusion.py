@@ -20,7 +20,8 @@ from typing import Iterator
 
 from .. import settings
 from ..errors import UserError
-from ..media import format_parameters, save_png
+from ..a1111 import extras as a1111_extras, metadata as a1111_metadata
+from ..media import save_png
 from ..models.diffusion import SdModels
 from . import sd_common as common
 from .base import Progress, Result, RunContext, check_finite, check_fps, keep_input
@@ -56,6 +57,8 @@ class DiffusionSpec:
     batch_size: int = 1
     batch_count: int = 1
     scheduler: str = "DPM++ 2M Karras"
+    clip_skip: int = 1             # A1111's "Clip skip": 2 = the text encoder's penultimate layer
+    vae: str | None = None         # a single-file VAE in assets/vae/ replacing the model's own
     preview_every: int = 1
     preview_decoder: str | None = "taesd"   # AutoencoderTiny folder (assets/models/ or a path); else linear
     fps: float = 10.0
@@ -132,6 +135,10 @@ def generate(spec: DiffusionSpec, models: SdModels, ctx: RunContext) -> Iterator
     decoder = common.preview_decoder(models, common.find_preview_decoder(spec.preview_decoder)) \
         if spec.preview_every else None
     denoiser = Denoiser(spec, models, ctx, decoder, task.planned_steps(spec) * spec.batch_count)
+    # The prompts, encoded once (A1111 syntax for CLIP families, logic/a1111): every task pipeline shares the encoders
+    encoded, denoiser.encoding = common.encode_run(models.pipe, models.family, [spec.prompt], spec.negative,
+                                                   spec.cfg, spec.clip_skip)
+    denoiser.prompt_kwargs = encoded[0]
     # 4.2 Batches, each image with its own generator
     seeds, images = spec.seeds, []
     for batch in range(spec.batch_count):
@@ -141,7 +148,7 @@ def generate(spec: DiffusionSpec, models: SdModels, ctx: RunContext) -> Iterator
         batch_seeds = seeds[batch * spec.batch_size:(batch + 1) * spec.batch_size]
         images.extend((yield from task.run(spec, models, denoiser, batch_seeds)))
     # 4.3 Safety, files, parameters
-    yield from _finish(spec, models, ctx, images, denoiser.step, denoiser.total)
+    yield from _finish(spec, models, ctx, images, denoiser.step, denoiser.total, denoiser.encoding)
 
 
 class Denoiser:
@@ -150,6 +157,7 @@ class Denoiser:
     def __init__(self, spec: DiffusionSpec, models: SdModels, ctx: RunContext, decoder, total: int):
         self.spec, self.models, self.ctx, self.decoder = spec, models, ctx, decoder
         self.total, self.step, self.batch, self.message = total, 0, 0, ""
+        self.prompt_kwargs, self.encoding = {}, {}
 
     def note(self, message: str) -> None:
         self.message = message
@@ -193,7 +201,7 @@ def keep_inputs(spec: DiffusionSpec, folder) -> DiffusionSpec:
 
 
 def _finish(spec: DiffusionSpec, models: SdModels, ctx: RunContext, images, step: int,
-            total: int) -> Iterator[Progress | Result]:
+            total: int, encoding: dict) -> Iterator[Progress | Result]:
     if not images:
         return
     seeds = spec.seeds[:len(images)]
@@ -202,25 +210,24 @@ def _finish(spec: DiffusionSpec, models: SdModels, ctx: RunContext, images, step
     for index, (image, seed) in enumerate(zip(images, seeds)):
         name = f"image-{index + 1:02d}-{seed}.png"
         if len(images) > 1:
-            save_png(image, ctx.run_dir / name, parameters(spec, models, seed))
+            save_png(image, ctx.run_dir / name, parameters(spec, models, seed, encoding))
         records.append({"file": name if len(images) > 1 else "output.png", "seed": seed,
                         "safety_replaced": any(f"(seed {seed})" in n for n in notes)})
     extra = {"grid.png": common.make_grid(images)} if len(images) > 1 else {}
     yield Progress(step, total, image=images[0], frame=True)  # the finished image ends the video
-    details = {"images": records, "safety": " ".join(notes) or None}
+    details = {"images": records, "safety": " ".join(notes) or None, "prompt_encoding": encoding}
     if spec.size_requested:
         details["size_note"] = (f"The size {spec.size_requested[0]}x{spec.size_requested[1]} was rounded to "
                                 f"{spec.size[0]}x{spec.size[1]} (this model needs multiples of {models.size_multiple}).")
-    yield Result([images[0]], details=details, parameters=parameters(spec, models, seeds[0]), extra_files=extra)
+    yield Result([images[0]], details=details, parameters=parameters(spec, models, seeds[0], encoding),
+                 extra_files=extra)
 
 
-def parameters(spec: DiffusionSpec, models: SdModels, seed: int) -> str:
-    """The 'parameters' text other tools read (A1111's form)."""
-    extras = dict(get_task(spec.task).parameters(spec))
-    extras.update(common.lora_parameters(models))
-    extras.update(common.family_parameters(models))
+def parameters(spec: DiffusionSpec, models: SdModels, seed: int, encoding: dict | None = None) -> str:
+    """The 'parameters' text other tools read (A1111's form and field names, logic/a1111), with the
+    task's fields (Denoising strength, Mask blur, Hires ...) and the family's guidance."""
     sampler = common.sampler_for(spec.scheduler, models.pipe.scheduler.config)
-    return format_parameters(spec.prompt, _negative_used(spec, models) or "", Steps=spec.steps, Sampler=sampler,
-                             **common.guidance_parameters(models, spec.cfg),
-                             Seed=seed, Size=f"{spec.size[0]}x{spec.size[1]}",
-                             **{"Model hash": models.model_hash}, Model=models.source.name, **extras)
+    fields = {"Steps": spec.steps, "Sampler": sampler, **common.guidance_parameters(models, spec.cfg), "Seed": seed,
+              "Size": f"{spec.size[0]}x{spec.size[1]}", **get_task(spec.task).parameters(spec),
+              **a1111_extras.sd_fields(spec, models, encoding), **common.family_parameters(models)}
+    return a1111_metadata.format_parameters(spec.prompt, _negative_used(spec, models) or "", fields)

@@ -8,10 +8,11 @@ family), ``stream`` (a pipeline call as step events), ``previews`` (latents -> p
 
 from __future__ import annotations
 
-from .sd.checks import (DEMO_MODEL, MAX_SEED, MAX_SIDE, MIN_SIDE, check_common, check_fraction,  # noqa: F401
+from .sd.checks import (DEMO_MODEL, MAX_SEED, MAX_SIDE, MIN_SIDE, check_clip_skip_and_vae, check_common,  # noqa: F401
+                        check_fraction,
                         check_model, check_seed, check_size, loras_dir, model_token, models_dir, tokenizer_cache,
                         upscalers_dir)
-from .sd.encoding import encode_prompt, mix, uses_cfg  # noqa: F401
+from .sd.encoding import encode_prompt, encode_run, mix, uses_cfg  # noqa: F401
 from .sd.models import (describe_model, family_parameters, guidance_parameters, load_models,  # noqa: F401
                         lora_parameters, model_key, prepare, use_loras, use_scheduler)
 from .sd.previews import (LATENT_RGB, LINEAR_PREVIEW, TINY_DECODER_PREVIEW, find_preview_decoder,  # noqa: F401

@@ -29,7 +29,7 @@ from ..media import format_parameters, open_user_image
 from ..models.clip import ClipModel, load_clip
 from ..models.demo import DEMO_CLIP, DEMO_VQGAN, ensure_demo_clip, ensure_demo_vqgan
 from ..models.vqgan import Vqgan, find_vqgan_pairs, load_vqgan, read_config, resolve_vqgan, short_hash
-from ..prompts import Prompt, parse_prompt, parse_prompts, plain_text
+from ..prompts import Prompt, parse_prompt, parse_prompts
 from ..vqgan import continuation, memory
 from ..vqgan.animation import Motion, move_pixels
 from ..vqgan.cutouts import CUT_METHODS, Cutter
@@ -495,8 +495,8 @@ def _result_details(opt: Optimisation) -> dict:
 
 
 def _parameters(spec: VqganSpec, models: VqganModels) -> str:
-    stages = split_stages(spec.prompt)
+    # the prompt as written, weights and stops included ("a:1 | b:-0.5"): a rerun needs them (issue 13)
     return format_parameters(
-        " ^ ".join(plain_text(parse_prompts(s)) for s in stages), Steps=spec.steps,
+        spec.prompt, Steps=spec.steps,
         Sampler=f"VQGAN+CLIP {spec.optimiser}", Seed=spec.seed, Size=f"{spec.size[0]}x{spec.size[1]}",
         Model=models.vqgan_name, CLIP=spec.clip, **{"Learning rate": spec.lr, "Cutouts": spec.cutn})

@@ -24,7 +24,7 @@ import torch
 
 from .. import settings
 from ..errors import UserError
-from ..media import format_parameters
+from ..a1111 import extras as a1111_extras, metadata as a1111_metadata
 from ..models.diffusion import SdModels
 from . import sd_common as common
 from .base import Progress, Result, RunContext, check_finite, check_fps
@@ -50,6 +50,8 @@ class WalkSpec:
     cfg: float = 7.0
     size: list[int] = field(default_factory=lambda: [512, 512])
     scheduler: str = "DPM++ 2M Karras"
+    clip_skip: int = 1             # A1111's "Clip skip"
+    vae: str | None = None         # a single-file VAE in assets/vae/
     fps: float = 12.0
     gif: bool = False
     precision: str = "auto"
@@ -189,8 +191,9 @@ def initial_noise(pipe, seed: int, size: list[int], family=None, dtype=None) -> 
 def generate(spec: WalkSpec, models: SdModels, ctx: RunContext) -> Iterator[Progress | Result]:
     pipe, family = models.pipeline("txt2img"), models.family
     common.use_scheduler(models, spec.scheduler)
-    # 4.1 Encode each prompt once, exactly as a single run does (the family's encoder)
-    embeddings = [common.encode_prompt(pipe, family, prompt, spec.negative, spec.cfg) for prompt in spec.prompts]
+    # 4.1 Encode every prompt once, exactly as a single run does: A1111 syntax for CLIP families (all to
+    # the same number of 75-token chunks, logic/a1111), the family's encoder for T5 families
+    embeddings, _record = common.encode_run(pipe, family, spec.prompts, spec.negative, spec.cfg, spec.clip_skip)
     dtype = embeddings[0]["prompt_embeds"].dtype
     plan = frame_plan(spec)
     total = len(plan) * spec.steps
@@ -233,9 +236,9 @@ def generate(spec: WalkSpec, models: SdModels, ctx: RunContext) -> Iterator[Prog
 
 
 def _parameters(spec: WalkSpec, models: SdModels) -> str:
-    return format_parameters(spec.prompts[-1], spec.negative, Steps=spec.steps, Sampler=spec.scheduler,
-                             **common.guidance_parameters(models, spec.cfg),
-                             Seed=spec.seeds[-1], Size=f"{spec.size[0]}x{spec.size[1]}",
-                             **{"Model hash": models.model_hash}, Model=models.source.name,
-                             Walk=" -> ".join(spec.prompts).replace(",", ";"), Frames=spec.total_frames,
-                             **common.lora_parameters(models), **common.family_parameters(models))
+    fields = {"Steps": spec.steps, "Sampler": common.sampler_for(spec.scheduler, models.pipe.scheduler.config),
+              **common.guidance_parameters(models, spec.cfg), "Seed": spec.seeds[-1],
+              "Size": f"{spec.size[0]}x{spec.size[1]}", **a1111_extras.sd_fields(spec, models, None),
+              "Walk": " -> ".join(spec.prompts).replace(",", ";"), "Frames": spec.total_frames,
+              **common.family_parameters(models)}
+    return a1111_metadata.format_parameters(spec.prompts[-1], spec.negative, fields)

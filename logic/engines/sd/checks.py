@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 
 from ... import settings
+from ...a1111 import extras as a1111_extras   # <lora:> tags, VAE override, A1111 fields
 from ...errors import UserError
 from ...models import diffusion as sd
 from ...models.hub import check_on_hub
@@ -80,8 +81,9 @@ def check_model(spec) -> sd.ModelSource:
     if spec.demo:
         spec.model = DEMO_MODEL
     spec.lora = [str(x) for x in (spec.lora or [])]
-    for item in spec.lora:
+    for item in a1111_extras.lora_items(spec):     # --lora items and the prompt's <lora:> tags
         sd.parse_lora(item, loras_dir())
+    check_clip_skip_and_vae(spec)
     if spec.model == DEMO_MODEL:
         return sd.ModelSource("folder", "", DEMO_MODEL)
     source = sd.resolve_model(spec.model, models_dir())
@@ -89,6 +91,13 @@ def check_model(spec) -> sd.ModelSource:
         # resolve_model refused this offline already: ask the hub now, before a run folder exists
         check_on_hub(source.location, f"The model {source.name}", sd.HOW_TO_GET)
     return source
+
+
+def check_clip_skip_and_vae(spec) -> None:
+    clip_skip = getattr(spec, "clip_skip", 1)
+    if isinstance(clip_skip, bool) or not isinstance(clip_skip, int) or not 1 <= clip_skip <= 12:
+        raise UserError(f"Clip skip must be a whole number from 1 to 12 (2 is usual for anime models), not {clip_skip}.")
+    a1111_extras.check_vae(getattr(spec, "vae", None))
 
 
 def model_token(model: str) -> str | None:

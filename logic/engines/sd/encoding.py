@@ -70,6 +70,23 @@ def encode_prompt(pipe, family, prompt: str, negative: str = "", cfg: float = 7.
         return ENCODERS[family.encoder](pipe, family, prompt, negative, cfg)
 
 
+def encode_run(pipe, family, prompts: list[str], negative: str, cfg: float, clip_skip: int = 1) -> tuple[list[dict], dict]:
+    """Every prompt of a run as pipeline kwargs, and the record for details.json ("prompt_encoding").
+
+    CLIP families go through logic/a1111 (A1111 weights, BREAK, 75-token chunks, embeddings, clip
+    skip); T5 families (SD 3.5, Flux) get their prompts as plain text (logic/a1111 strips the weight
+    syntax and says so) encoded by the family's function above.
+    """
+    from ...a1111.run_prompts import encode_run_prompts
+
+    run = encode_run_prompts(pipe, prompts, negative, clip_skip)
+    if run.encoded is not None:
+        return [run.kwargs(index) for index in range(len(prompts))], run.record
+    texts = run.texts
+    negative_text = texts[-1] if family.negative_prompt else ""
+    return [encode_prompt(pipe, family, text, negative_text, cfg) for text in texts[:-1]], run.record
+
+
 def mix(a: dict, b: dict, t: float) -> dict:
     """Linear mix of two encodings (the walk): every tensor, pooled ones included; t=0 gives ``a`` exactly."""
     if t == 0:

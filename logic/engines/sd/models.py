@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ... import settings
+from ...a1111 import extras as a1111_extras
 from ...models import diffusion as sd
 from .. import base
 from .checks import DEMO_MODEL, loras_dir, models_dir, tokenizer_cache
@@ -40,12 +41,13 @@ def prepare(spec, models: sd.SdModels):
     """Put this run's LoRAs on the cached pipeline and round the size to what the family needs
     (recorded), for every task and walks alike."""
     use_loras(spec, models)
+    a1111_extras.use_vae(models, getattr(spec, "vae", None))
     return base.round_size(spec, models.size_multiple)
 
 
 def use_loras(spec, models: sd.SdModels) -> None:
     """This run's LoRAs on the (possibly cached) model; the last run's are taken off first."""
-    sd.set_loras(models, [sd.parse_lora(item, loras_dir()) for item in spec.lora])
+    sd.set_loras(models, [sd.parse_lora(item, loras_dir()) for item in a1111_extras.lora_items(spec)])
 
 
 def lora_parameters(models: sd.SdModels) -> dict:
@@ -64,7 +66,8 @@ def describe_model(spec, models: sd.SdModels) -> dict:
         "model": {"name": source.name, "kind": source.kind, "location": source.location,
                   "hash": models.model_hash, "token": source.token, "base": source.sidecar.get("base"),
                   "family": family.name, "family_title": family.title, "inpaint_model": models.inpaint_model,
-                  "loras": [dict(lora) for lora in models.loras]},
+                  "loras": [dict(lora) for lora in models.loras], "revision": models.revision,
+                  "vae": models.vae},
         "family": family.name,
         "memory": models.plan.record(),
         "demo": models.demo,

@@ -18,7 +18,7 @@ import torch
 from ...errors import UserError
 from ..hub import install_timeouts
 from .families import Family, family_of_folder, get_family, registry
-from .hashes import short_hash
+from .. import hashes
 from .memory import MemoryPlan, place_pipeline
 from .safety import take_safety_checker
 from .single_file import load_single_file
@@ -42,6 +42,11 @@ class SdModels:
     preview_decoders: dict = field(default_factory=dict)   # folder -> AutoencoderTiny, loaded on first use
     family: Family | None = None
     pipes: dict = field(default_factory=dict)               # task -> pipeline sharing ``pipe``'s modules
+    # A1111 extras (logic/a1111/extras.py): VAE override and hub revision
+    revision: str | None = None           # a hub model's commit
+    base_vae: Any = None                  # the model's own VAE while an override is in place
+    vae_overrides: dict = field(default_factory=dict)      # VAE file -> AutoencoderKL, loaded on first use
+    vae: dict | None = None               # {name, hash, path} of this run's VAE override
 
     def __post_init__(self):
         if self.family is None:
@@ -119,8 +124,10 @@ def load_sd(source: ModelSource, device: str, plan_for: Callable[[Family | None]
     if checker is not None and not (plan.cpu_offload or plan.sequential_offload):
         checker.checker.to(device)  # no longer a pipeline component, so pipe.to() does not move it
     pipe.set_progress_bar_config(disable=True)
-    model_hash = short_hash(Path(source.location)) if source.kind != "hub" else _hub_revision(pipe)
-    return SdModels(pipe, source, plan, device, model_hash, [], checker, family=family)
+    # A1111/Civitai's "Model hash" (AutoV2) for files; folders have none; hub models record their commit
+    model_hash = hashes.model_hash(Path(source.location)) if source.kind == "file" else None
+    revision = hashes.hub_revision(source.location) if source.kind == "hub" else None
+    return SdModels(pipe, source, plan, device, model_hash, [], checker, family=family, revision=revision)
 
 
 def _load_file(source: ModelSource, plan_for, tokenizer_cache: Path):

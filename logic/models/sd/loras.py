@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ...errors import UserError
 from ..checkpoints import check_safetensors_header
-from .hashes import file_sha256
+from .. import hashes, lora_formats
 from .sources import first_line
 
 LORA_SUFFIXES = (".safetensors",)
@@ -50,7 +50,7 @@ def set_loras(models, loras: list[tuple[Path, float]]) -> None:
     are removed, not fused: the base weights are never changed, so a plain run after a LoRA run is
     the same as before it). Every task pipeline shares these modules, so one call serves them all.
     """
-    wanted = [{"name": Path(p).stem, "path": str(p), "weight": float(w), "hash": file_sha256(p)} for p, w in loras]
+    wanted = [{"name": Path(p).stem, "path": str(p), "weight": float(w), "hash": hashes.lora_hash(p)} for p, w in loras]
     if wanted == models.loras:
         return
     if models.loras:
@@ -65,9 +65,16 @@ def set_loras(models, loras: list[tuple[Path, float]]) -> None:
 
 
 def _load_lora(pipe, path: Path, adapter_name: str) -> None:
+    # The file's format is checked first (LoHa/LoKr/embedding/no LoRA keys: one sentence); the old
+    # diffusers attention-processor format is converted to the PEFT keys diffusers reads (logic/models/lora_formats)
+    converted, first_key = lora_formats.prepare_lora(path)
     try:
-        pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=adapter_name)
+        if converted is not None:
+            pipe.load_lora_weights(converted, adapter_name=adapter_name)
+        else:
+            pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=adapter_name)
     except (ValueError, KeyError, RuntimeError, OSError) as exc:
         pipe.unload_lora_weights()
         raise UserError(f"The LoRA {path.name} does not fit this model ({first_line(exc)}): "
                         "use a LoRA trained for the same base model.") from None
+    lora_formats.check_applied(pipe, path, adapter_name, first_key)

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from ....errors import UserError
-from ..encoding import encode_prompt, guidance_kwargs
+from ..encoding import guidance_kwargs
 
 TASK_MODULES = {"txt2img": "txt2img", "img2img": "img2img", "inpaint": "inpaint", "hires": "hires"}
 
@@ -39,9 +39,10 @@ def infer_task(spec) -> str:
     return "img2img" if spec.init_image else "txt2img"
 
 
-def common_kwargs(spec, models, pipe, seeds: list[int], steps: int | None = None) -> dict:
-    """The arguments every task's call shares: encoded prompt, steps, guidance, one generator per image."""
-    kwargs = encode_prompt(pipe, models.family, spec.prompt, spec.negative, spec.cfg)
+def common_kwargs(spec, models, denoiser, seeds: list[int], steps: int | None = None) -> dict:
+    """The arguments every task's call shares: the run's encoded prompt (``denoiser.prompt_kwargs``,
+    encoded once per run), steps, guidance, one generator per image."""
+    kwargs = dict(denoiser.prompt_kwargs)
     kwargs.update(guidance_kwargs(models.family, spec.cfg), num_inference_steps=steps or spec.steps,
                   num_images_per_prompt=len(seeds), output_type="pil",
                   generator=[torch.Generator().manual_seed(s) for s in seeds])

@@ -41,7 +41,7 @@ def redraw(spec, models, denoiser, seeds, image: Image.Image, strength: float, s
     size = image.size
     task = "inpaint" if models.inpaint_model else "img2img"
     pipe = models.pipeline(task)
-    kwargs = common_kwargs(spec, models, pipe, seeds, steps)
+    kwargs = common_kwargs(spec, models, denoiser, seeds, steps)
     kwargs.update(image=image, strength=float(strength))
     if task == "inpaint":
         kwargs.update(mask_image=full_mask(size), width=size[0], height=size[1])

@@ -85,7 +85,7 @@ def run(spec, models, denoiser, seeds):
     size = tuple(spec.size)
     image = original.crop(region).resize(size, Image.LANCZOS)
     pipe = models.pipeline("inpaint")
-    kwargs = common_kwargs(spec, models, pipe, seeds)
+    kwargs = common_kwargs(spec, models, denoiser, seeds)
     kwargs.update(image=image, mask_image=mask.crop(region).resize(size, Image.LANCZOS),
                   strength=float(spec.strength), width=size[0], height=size[1])
     images = yield from denoiser.call(pipe, kwargs, size, planned_steps(spec))

@@ -19,12 +19,12 @@ def run(spec, models, denoiser, seeds, size=None):
     size = tuple(size or spec.size)
     if models.inpaint_model:
         pipe = models.pipeline("inpaint")
-        kwargs = common_kwargs(spec, models, pipe, seeds)
+        kwargs = common_kwargs(spec, models, denoiser, seeds)
         kwargs.update(image=blank_image(size), mask_image=full_mask(size), strength=1.0,
                       width=size[0], height=size[1])
     else:
         pipe = models.pipeline("txt2img")
-        kwargs = common_kwargs(spec, models, pipe, seeds)
+        kwargs = common_kwargs(spec, models, denoiser, seeds)
         kwargs.update(width=size[0], height=size[1])
     return (yield from denoiser.call(pipe, kwargs, size, spec.steps))
 
