@@ -14,7 +14,13 @@ Each variant runs in a fresh process (so "first call" means first call):
 GPU part (only when CUDA exists): 512x512 fp16, 20 steps, it/s plain vs engine, and what
 channels_last and torch.compile(unet) add.
 
-    python benchmarks/diffusion_bench.py            # prints a Markdown table
+SDXL part (``--family sdxl``): the full-size SDXL base architecture (logic/models/sd_configs/sdxl, about
+3.5 billion random weights, ~14 GB of RAM in fp32) is built once, then a plain
+``StableDiffusionXLPipeline`` call and the engine's generate phase alternate in one process, side by
+side, ``--rounds`` times each (128x128, 2 steps, CFG 7); medians are reported.
+
+    python benchmarks/diffusion_bench.py                 # SD 1.5: prints a Markdown table
+    python benchmarks/diffusion_bench.py --family sdxl --size 128 --steps 2 --rounds 5
 """
 
 from __future__ import annotations
@@ -77,6 +83,75 @@ def random_sd15(dtype=None, device: str = "cpu"):
     return pipe
 
 
+def random_sdxl():
+    """Full-size SDXL base components with random weights, from the shipped configs."""
+    import torch
+    from diffusers import AutoencoderKL, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from logic.engines import sd_common
+    from logic.models.diffusion import CONFIGS_DIR, load_clip_tokenizer
+
+    configs = CONFIGS_DIR / "sdxl"
+    torch.manual_seed(0)
+    unet = _random(lambda: UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(configs / "unet")))
+    vae = _random(lambda: AutoencoderKL.from_config(AutoencoderKL.load_config(configs / "vae")))
+    text = _random(lambda: CLIPTextModel(CLIPTextConfig.from_json_file(str(configs / "text_encoder" / "config.json"))))
+    text_2 = _random(lambda: CLIPTextModelWithProjection(
+        CLIPTextConfig.from_json_file(str(configs / "text_encoder_2" / "config.json"))))
+    from diffusers import EulerDiscreteScheduler
+
+    scheduler_config = EulerDiscreteScheduler.load_config(configs / "scheduler")
+    pipe = StableDiffusionXLPipeline(unet=unet, vae=vae, text_encoder=text, text_encoder_2=text_2,
+                                     tokenizer=load_clip_tokenizer(sd_common.tokenizer_cache()),
+                                     tokenizer_2=load_clip_tokenizer(sd_common.tokenizer_cache(), pad_token="!"),
+                                     scheduler=sd_common.make_scheduler(SCHEDULER, scheduler_config))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _random(factory):
+    """A module built on the meta device, then filled (no init maths: normal weights, unit norms, zero biases)."""
+    import torch
+
+    with torch.device("meta"):
+        module = factory()
+    module = module.to_empty(device="cpu")
+    with torch.no_grad():
+        for name, param in module.named_parameters():
+            if "norm" in name and name.endswith("weight"):
+                param.fill_(1.0)
+            elif name.endswith("bias"):
+                param.zero_()
+            else:
+                param.normal_(0, 0.02)
+        for name, buffer in module.named_buffers():
+            if "position_ids" in name:
+                buffer.copy_(torch.arange(buffer.shape[-1]).expand_as(buffer))
+    return module.eval()
+
+
+def sdxl_side_by_side(size: int, steps: int, rounds: int, variants: list[str]) -> dict[str, list[float]]:
+    """Plain call (main thread and/or helper thread) and the engine, alternating in one process."""
+    os.environ.setdefault("ATELIER_ASSETS", tempfile.mkdtemp())
+    started = time.perf_counter()
+    pipe = random_sdxl()
+    print(f"  built SDXL in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    output = Path(tempfile.mkdtemp())
+    calls = {"plain": lambda: plain_call(pipe, size, steps),
+             "plain-thread": lambda: in_thread(lambda: plain_call(pipe, size, steps)),
+             "engine": lambda: engine_call(pipe, size, steps, "cpu", output)}
+    calls["plain-thread"]()  # warm-up: first-call costs (allocator, oneDNN) are paid once, before any timing
+    times = {name: [] for name in variants}
+    for round_index in range(rounds):
+        shift = round_index % len(variants)
+        order = variants[shift:] + variants[:shift]
+        for name in order:
+            times[name].append(calls[name]())
+            print(f"  round {round_index + 1} {name}: {times[name][-1]:.2f} s", file=sys.stderr)
+    return times
+
+
 def _scheduler_config():
     from diffusers import PNDMScheduler
 
@@ -103,7 +178,7 @@ def engine_call(pipe, size: int, steps: int, device: str, output: Path) -> float
     params = dict(prompt=PROMPT, negative=NEGATIVE, steps=steps, cfg=7.0, size=[size, size], seed=0,
                   scheduler=SCHEDULER, preview_every=1, model="demo", safety=False)
     engine, spec, run = jobs.submit_run("diffusion", params, output)
-    models = SdModels(pipe, ModelSource("folder", "", "random-sd15"), MemoryPlan(), device)
+    models = SdModels(pipe, ModelSource("folder", "", f"random-{type(pipe).__name__}"), MemoryPlan(), device)
     cache = jobs.ModelCache()
     cache.get(sd_common.model_key(spec, device), lambda: models)
     jobs.execute_run(engine, spec, run, device=device, cache=cache)
@@ -183,6 +258,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--skip-gpu", action="store_true")
+    parser.add_argument("--family", choices=["sd15", "sdxl"], default="sd15")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="--family sdxl: which calls alternate (plain, plain-thread, engine)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="fresh processes per variant, in rotating order; medians are reported (one process "
                              "per variant swings by 20%% on a 2-core machine)")
@@ -192,6 +270,8 @@ def main() -> None:
         return
     import torch
 
+    if args.family == "sdxl":
+        return sdxl_report(args)
     rows = median_rows([r for i in range(args.rounds)
                         for r in cpu_part(args.size, args.steps, VARIANTS[i % 3:] + VARIANTS[:i % 3])])
     print(f"CPU ({torch.get_num_threads()} threads), SD 1.5 full size, random weights, {args.size}x{args.size}, "
@@ -209,6 +289,24 @@ def main() -> None:
             print(f"| {name} | {rate:.2f} |")
     else:
         print("\nNo CUDA GPU here: the GPU part was skipped.")
+
+
+def sdxl_report(args) -> None:
+    import statistics
+
+    import torch
+
+    variants = args.variants.split(",")
+    times = sdxl_side_by_side(args.size, args.steps, args.rounds, variants)
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    print(f"CPU ({torch.get_num_threads()} threads), SDXL base full size, random weights, {args.size}x{args.size}, "
+          f"{args.steps} steps, CFG 7, previews every step; one process, calls alternating, "
+          f"median of {args.rounds}:\n")
+    print("| variant | median (s) | all (s) |\n|---|---|---|")
+    for name in variants:
+        print(f"| {name} | {medians[name]:.2f} | {', '.join(f'{t:.2f}' for t in times[name])} |")
+    for base in (b for b in ("plain-thread", "plain") if b in medians):
+        print(f"\nEngine vs {base}: {100 * (medians['engine'] / medians[base] - 1):+.1f}%")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,53 @@ def test_sidebars_return_params_and_show_the_token(tmp_path):
     assert len(walk.build_spec(walk_params).prompts) == 2
 
 
+TASK_SCRIPT = f"""
+import sys; sys.path.insert(0, {str(ROOT)!r})
+import streamlit as st
+from logic import settings
+from ui import diffusion, upscale
+st.session_state["sd"] = diffusion.sidebar(settings.defaults("diffusion"))
+"""
+
+
+def test_task_sidebars_hires_and_inpaint_and_the_family_caption(tmp_path):
+    from sd_family_helpers import tiny_sdxl
+
+    tiny_models()
+    tiny_sdxl()
+    script = tmp_path / "app.py"
+    script.write_text(TASK_SCRIPT)
+    app = AppTest.from_file(str(script), default_timeout=60).run()
+    assert not app.exception
+    app.sidebar.radio(key="sd_task").set_value("hires").run()   # outside the form: reruns at once
+    app.sidebar.selectbox(key="sd_model").select("tiny-sdxl-file.safetensors")
+    app.sidebar.number_input(key="sd_hires_steps").set_value(3)
+    app.sidebar.slider(key="sd_hires_strength").set_value(0.4)
+    app.sidebar.button[0].click().run()
+    assert any("Family: Stable Diffusion XL" in c.value for c in app.sidebar.caption)
+    params = app.session_state["sd"]
+    assert (params["task"], params["hires_steps"], params["hires_strength"], params["hires_upscaler"]) == \
+        ("hires", 3, 0.4, "Lanczos")
+    spec = diffusion.build_spec({k: v for k, v in params.items() if k != "device"})
+    assert spec.task == "hires"
+    app.sidebar.radio(key="sd_task").set_value("inpaint").run()
+    assert not app.exception
+    assert app.sidebar.checkbox(key="sd_only_masked") is not None
+
+
+def test_canvas_strokes_become_a_mask_at_the_image_size():
+    import numpy as np
+
+    from ui.inpaint_mask import mask_from_strokes
+
+    strokes = np.zeros((40, 80, 4), dtype=np.uint8)
+    strokes[10:20, 40:60, 3] = 255   # painted: alpha > 0
+    mask = mask_from_strokes(strokes, (160, 80))
+    array = np.asarray(mask)
+    assert mask.size == (160, 80) and mask.mode == "L"
+    assert array[30, 100] == 255 and array[5, 5] == 0 and array[30, 60] == 0
+
+
 def test_load_settings_from_an_image_fills_the_form_and_lists_the_rest(tmp_path):
     """Issue 13: drop an A1111 PNG; the sidebar form takes its settings, unknown keys are listed."""
     import io

@@ -4,4 +4,4 @@ Each mode has a module with ``TITLE``, ``sidebar(defaults) -> params | None`` an
 ``result_actions(run_dir, details) -> params | None``; ``MODES`` lists them in menu order.
 """
 
-MODES = {"vqgan": "ui.vqgan", "diffusion": "ui.diffusion", "walk": "ui.walk"}
+MODES = {"vqgan": "ui.vqgan", "diffusion": "ui.diffusion", "walk": "ui.walk", "upscale": "ui.upscale"}

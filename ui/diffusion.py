@@ -1,4 +1,4 @@
-"""Sidebar for Stable Diffusion runs (txt2img, img2img, batches, custom checkpoints, LoRAs)."""
+"""Sidebar for Stable Diffusion runs: the task (txt2img, img2img, inpaint, hires fix), then one form."""
 
 from __future__ import annotations
 
@@ -10,11 +10,14 @@ from logic import runs
 from ui import sd_widgets as w
 
 TITLE = "Stable Diffusion"
+TASKS = {"txt2img": "Text to image", "img2img": "Image to image", "inpaint": "Inpaint", "hires": "Hires fix"}
 
 
 def sidebar(defaults: dict) -> dict | None:
-    """All settings in one form; returns params for build_spec when Run is pressed."""
+    """The task, then all settings in one form; returns params for build_spec when Run is pressed."""
     load_settings_from_image()
+    task = st.sidebar.radio("Task", list(TASKS), format_func=TASKS.get, key="sd_task", horizontal=True)
+    inpaint_image, mask = _inpaint_inputs() if task == "inpaint" else (None, None)
     with st.sidebar.form("sd_form"):
         model, loras = w.model_and_loras("sd_", defaults)
         prompt = st.text_area("Prompt", defaults.get("prompt", ""), key="sd_prompt")
@@ -24,20 +27,58 @@ def sidebar(defaults: dict) -> dict | None:
         col1, col2 = st.columns(2)
         batch_size = col1.number_input("Batch size", 1, 64, int(defaults.get("batch_size", 1)), key="sd_batch_size")
         batch_count = col2.number_input("Batch count", 1, 64, int(defaults.get("batch_count", 1)), key="sd_batch_count")
-        with st.expander("Image to image"):
+        upload, strength, task_params = None, float(defaults.get("strength", 0.75)), {}
+        if task == "img2img":
             upload = st.file_uploader("Init image", type=["png", "jpg", "jpeg", "webp"], key="sd_init_image")
-            strength = st.slider("Strength (how much is redrawn)", 0.05, 1.0, float(defaults.get("strength", 0.75)),
-                                 0.05, key="sd_strength")
+        if task in ("img2img", "inpaint"):
+            strength = st.slider("Denoising strength (how much is redrawn)", 0.05, 1.0, strength, 0.05,
+                                 key="sd_strength")
+        if task == "inpaint":
+            task_params = _inpaint_options(defaults)
+        if task == "hires":
+            task_params = _hires_options(defaults)
         preview_every = st.number_input("Preview every N steps (0 = none)", 0, 1000,
                                         int(defaults.get("preview_every", 1)), key="sd_preview_every")
         extra = {**w.text_extras("sd_", defaults), **w.memory("sd_", defaults)}
         submitted = st.form_submit_button("Run", type="primary", width="stretch")
     if not submitted:
         return None
-    return {"prompt": prompt, "negative": negative, "model": model, "lora": loras, **sampling,
+    init_image = inpaint_image if task == "inpaint" else w.save_upload(upload) if upload is not None else None
+    return {"task": task, "prompt": prompt, "negative": negative, "model": model, "lora": loras, **sampling,
             "seed": w.parse_seed(seed), "batch_size": int(batch_size), "batch_count": int(batch_count),
-            "init_image": w.save_upload(upload) if upload is not None else None, "strength": float(strength),
+            "init_image": init_image, "mask": mask, "strength": float(strength), **task_params,
             "preview_every": int(preview_every), "demo": model == "demo", **extra}
+
+
+def _inpaint_inputs():
+    from ui.inpaint_mask import image_and_mask
+
+    return image_and_mask("sd_")
+
+
+def _inpaint_options(defaults: dict) -> dict:
+    col1, col2 = st.columns(2)
+    blur = col1.number_input("Mask blur", 0, 64, int(defaults.get("mask_blur", 4)), key="sd_mask_blur")
+    padding = col2.number_input("Padding", 0, 256, int(defaults.get("inpaint_padding", 32)), key="sd_inpaint_padding")
+    only = st.checkbox("Only masked (redraw the mask's box at full size)", bool(defaults.get("inpaint_only_masked")),
+                       key="sd_only_masked")
+    return {"mask_blur": int(blur), "inpaint_padding": int(padding), "inpaint_only_masked": bool(only)}
+
+
+def _hires_options(defaults: dict) -> dict:
+    from logic.engines import sd_common
+    from logic.models.upscalers import list_upscalers
+
+    choices = list_upscalers(sd_common.upscalers_dir())
+    col1, col2 = st.columns(2)
+    scale = col1.number_input("Upscale by", 1.05, 4.0, float(defaults.get("hires_scale", 2.0)), 0.05, key="sd_hires_scale")
+    steps = col2.number_input("Hires steps (0 = same)", 0, 1000, int(defaults.get("hires_steps", 0)), key="sd_hires_steps")
+    upscaler = st.selectbox("Upscaler", choices, key="sd_hires_upscaler",
+                            help="Lanczos, or an ESRGAN-style model in assets/upscalers/")
+    strength = st.slider("Hires denoising strength", 0.05, 1.0, float(defaults.get("hires_strength", 0.5)), 0.05,
+                         key="sd_hires_strength")
+    return {"hires_scale": float(scale), "hires_steps": int(steps), "hires_upscaler": upscaler,
+            "hires_strength": float(strength)}
 
 
 # The form's keys for each spec field "load settings from an image" can fill in.

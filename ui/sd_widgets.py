@@ -27,6 +27,16 @@ def model_label(name: str) -> str:
     return f"{name} — token: {token}" if token else name
 
 
+def model_family(model: str):
+    """The model's family when it can be told without loading it (None otherwise)."""
+    if model == sd_common.DEMO_MODEL:
+        return sd.get_family("sd1")
+    try:
+        return sd.peek_family(sd.resolve_model(model, sd_common.models_dir()))
+    except Exception:  # noqa: BLE001 - a caption only: the run itself says what is wrong
+        return None
+
+
 def model_and_loras(prefix: str, defaults: dict) -> tuple[str, list[str]]:
     choices = model_choices(defaults.get("model") or "")
     installed = catalog.installed_sd_models(defaults.get("model") or "")
@@ -37,6 +47,10 @@ def model_and_loras(prefix: str, defaults: dict) -> tuple[str, list[str]]:
     token = sd_common.model_token(model) if model != sd_common.DEMO_MODEL else None
     if token:
         st.caption(f"Trigger token of {model}: **{token}**")
+    family = model_family(model)
+    if family is not None:
+        st.caption(f"Family: {family.title} (default size {family.default_size[0]}x{family.default_size[1]}"
+                   f"{'; no negative prompt' if not family.negative_prompt else ''})")
     loras = sd.list_loras(sd_common.loras_dir())
     chosen = st.multiselect("LoRAs", loras, key=f"{prefix}loras",
                             help="Or write <lora:NAME:WEIGHT> in the prompt, as in A1111.") if loras else []
@@ -79,7 +93,8 @@ def memory(prefix: str, defaults: dict) -> dict:
             help="auto: fp16 on a GPU, fp32 on the CPU")
         mode = st.selectbox("Memory", list(sd.MEMORY_MODES), index=list(sd.MEMORY_MODES).index(
             defaults.get("memory", "auto")), key=f"{prefix}memory",
-            help="auto picks from free VRAM; balanced = attention slicing + VAE tiling; low = also CPU offload")
+            help="auto picks from free VRAM and the model family's needs; balanced = attention slicing + VAE "
+                 "tiling; low = also model CPU offload; minimal = sequential offload")
         safety = st.checkbox("Safety checker", bool(defaults.get("safety", True)), key=f"{prefix}safety",
                              help="Flagged images are replaced by a placeholder and a sentence says why.")
         device = st.text_input("Device", "auto", key=f"{prefix}device", help="auto, cpu, cuda or cuda:N")

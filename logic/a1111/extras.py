@@ -91,8 +91,8 @@ def use_vae(models, name: str | None) -> None:
         vae = models.vae_overrides[key]
     if pipe.vae is not vae:
         pipe.register_modules(vae=vae)
-        if models._img2img is not None:
-            models._img2img.register_modules(vae=vae)
+        for made in getattr(models, "pipes", {}).values():   # the task pipelines share the modules
+            made.register_modules(vae=vae)
     models.vae = {"name": wanted.stem, "hash": hashes.model_hash(wanted), "path": str(wanted)} if wanted else None
 
 

@@ -9,7 +9,7 @@ import sys
 
 from ..errors import UserError
 
-COMMAND_MODULES = ["models", "vqgan", "diffusion", "walk", "rerun", "artists", "convert",
+COMMAND_MODULES = ["models", "vqgan", "diffusion", "walk", "upscale", "rerun", "artists", "convert",
                    "queue", "serve"]
 
 

@@ -11,6 +11,7 @@ ENGINE_MODULES = {
     "vqgan": "vqgan_clip",
     "diffusion": "diffusion",
     "walk": "walk",
+    "upscale": "upscale",
 }
 
 

@@ -1,4 +1,9 @@
-"""Stable Diffusion: txt2img and img2img with diffusers pipelines (Rombach et al. 2022, latent diffusion).
+"""Stable Diffusion runs (Rombach et al. 2022, latent diffusion) for every model family and task.
+
+The family (SD 1.x, 2.x, SDXL, SD 3.5, Flux: ``logic/models/sd/families/``) comes with the loaded
+model; the task (txt2img, img2img, inpaint, hires fix: ``logic/engines/sd/tasks/``) is one module
+that asks the model for its family's pipeline for that task. This module is the part they share:
+checks, batches, progress and previews, safety, files and the 'parameters' text.
 
 Each image of a batch has its own seed (``seed + index``, recorded) drawn from its own CPU
 ``torch.Generator``, so image *i* of a batch is the image a single run with that seed makes, on any
@@ -12,16 +17,15 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Iterator
 
-import torch
 
 from .. import settings
-from ..a1111 import extras as a1111_extras, metadata as a1111_metadata
-from ..a1111.run_prompts import encode_run_prompts  # A1111 prompt syntax (issue 13)
 from ..errors import UserError
-from ..media import open_user_image, save_png
+from ..a1111 import extras as a1111_extras, metadata as a1111_metadata
+from ..media import save_png
 from ..models.diffusion import SdModels
 from . import sd_common as common
 from .base import Progress, Result, RunContext, check_finite, check_fps, keep_input
+from .sd.tasks import get_task, infer_task
 
 MODE = "diffusion"
 TITLE = "Stable Diffusion"
@@ -35,8 +39,17 @@ class DiffusionSpec:
     negative: str = ""
     model: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"
     lora: list[str] = field(default_factory=list)
+    task: str | None = None        # txt2img | img2img | inpaint | hires (None: from the inputs given)
     init_image: str | None = None
-    strength: float = 0.75
+    strength: float = 0.75         # img2img / inpaint: how much is redrawn ("Denoising strength")
+    mask: str | None = None        # inpaint: white = repaint
+    mask_blur: int = 4
+    inpaint_only_masked: bool = False   # A1111's "Only masked": inpaint the mask's box at full size
+    inpaint_padding: int = 32
+    hires_scale: float = 2.0
+    hires_upscaler: str = "Lanczos"     # or an upscaler file in assets/upscalers/
+    hires_steps: int = 0                # 0: as many as the first pass
+    hires_strength: float = 0.5
     steps: int = 25
     cfg: float = 7.0
     size: list[int] = field(default_factory=lambda: [512, 512])
@@ -86,21 +99,11 @@ def build_spec(params: dict) -> DiffusionSpec:
     if isinstance(spec.preview_every, bool) or not isinstance(spec.preview_every, int) or spec.preview_every < 0:
         raise UserError(f"--preview-every must be 0 (no previews) or a number of steps, not {spec.preview_every}.")
     common.find_preview_decoder(spec.preview_decoder)
-    if spec.init_image:
-        _check_init(spec)
+    spec.task = infer_task(spec)
+    get_task(spec.task).check(spec)
     spec.seed = common.check_seed(spec.seed)
     common.check_model(spec)
     return spec
-
-
-def _check_init(spec: DiffusionSpec) -> None:
-    open_user_image(spec.init_image, "init image")
-    if not isinstance(spec.strength, (int, float)) or not 0 < spec.strength <= 1:
-        raise UserError(f"The strength must be above 0 and at most 1 (how much of the init image is redrawn), "
-                        f"not {spec.strength}.")
-    if int(spec.steps * spec.strength) < 1:
-        raise UserError(f"With strength {spec.strength} and {spec.steps} steps no denoising step would run: "
-                        "raise the strength or the steps.")
 
 
 # 2. Load models ----------------------------------------------------------------------------------
@@ -116,8 +119,9 @@ prepare = common.prepare
 
 def describe(spec: DiffusionSpec, models: SdModels) -> dict:
     return {**common.describe_model(spec, models), "seed": spec.seed, "seeds": spec.seeds, "size": spec.size,
-            "prompt_used": spec.prompt, "negative_used": spec.negative, "sampler": spec.scheduler,
-            "kind": "img2img" if spec.init_image else "txt2img",
+            "prompt_used": spec.prompt, "negative_used": _negative_used(spec, models),
+            "sampler": common.sampler_for(spec.scheduler, models.pipe.scheduler.config),
+            "task": spec.task, "kind": spec.task,
             "preview": common.preview_method(spec, common.find_preview_decoder(spec.preview_decoder)),
             "safety_checker": common.safety_status(models.safety_checker, spec.safety)}
 
@@ -125,64 +129,75 @@ def describe(spec: DiffusionSpec, models: SdModels) -> dict:
 # 4. Generate -------------------------------------------------------------------------------------
 
 def generate(spec: DiffusionSpec, models: SdModels, ctx: RunContext) -> Iterator[Progress | Result]:
-    # 4.1 Sampler and pipeline (img2img when an init image is given)
+    # 4.1 Sampler, task, previews
     common.use_scheduler(models, spec.scheduler)
-    init = _store_init_image(spec, ctx) if spec.init_image else None
-    pipe = models.img2img if init is not None else models.pipe
-    # A1111 syntax: weights, BREAK, 75-token chunks, embeddings; <lora:> tags left out (logic/a1111)
-    prompts = encode_run_prompts(pipe, [spec.prompt], spec.negative, spec.clip_skip)
+    task = get_task(spec.task)
     decoder = common.preview_decoder(models, common.find_preview_decoder(spec.preview_decoder)) \
         if spec.preview_every else None
+    denoiser = Denoiser(spec, models, ctx, decoder, task.planned_steps(spec) * spec.batch_count)
+    # The prompts, encoded once (A1111 syntax for CLIP families, logic/a1111): every task pipeline shares the encoders
+    encoded, denoiser.encoding = common.encode_run(models.pipe, models.family, [spec.prompt], spec.negative,
+                                                   spec.cfg, spec.clip_skip)
+    denoiser.prompt_kwargs = encoded[0]
     # 4.2 Batches, each image with its own generator
-    seeds, images, done, total = spec.seeds, [], 0, spec.steps * spec.batch_count
+    seeds, images = spec.seeds, []
     for batch in range(spec.batch_count):
         if ctx.stopped and images:
             break
+        denoiser.batch = batch
         batch_seeds = seeds[batch * spec.batch_size:(batch + 1) * spec.batch_size]
-        output = None
-        for event in common.stream_pipeline(pipe, _call_kwargs(spec, batch_seeds, init, prompts.kwargs()), ctx,
-                                            lambda step: _wants_preview(spec, step)):
-            if isinstance(event, common.StepEvent):
-                total = event.total * spec.batch_count
-                preview = common.latents_to_preview(event.latents, tuple(spec.size), decoder) \
-                    if event.latents is not None else None
-                yield Progress(done + event.step, total, image=preview, frame=preview is not None,
-                               message=f"Batch {batch + 1} of {spec.batch_count}" if spec.batch_count > 1 else "")
-            else:
-                output = event
-        done = (batch + 1) * total // spec.batch_count
-        images.extend(output.images)
+        images.extend((yield from task.run(spec, models, denoiser, batch_seeds)))
     # 4.3 Safety, files, parameters
-    yield from _finish(spec, models, ctx, images, done, total, prompts.record)
+    yield from _finish(spec, models, ctx, images, denoiser.step, denoiser.total, denoiser.encoding)
+
+
+class Denoiser:
+    """Runs a task's pipeline calls as progress events: steps over the whole run, previews, stop."""
+
+    def __init__(self, spec: DiffusionSpec, models: SdModels, ctx: RunContext, decoder, total: int):
+        self.spec, self.models, self.ctx, self.decoder = spec, models, ctx, decoder
+        self.total, self.step, self.batch, self.message = total, 0, 0, ""
+        self.prompt_kwargs, self.encoding = {}, {}
+
+    def note(self, message: str) -> None:
+        self.message = message
+
+    def call(self, pipe, kwargs: dict, size: tuple[int, int], planned: int):
+        """``yield from`` this: the call's progress, then its images are returned."""
+        spec, output, first = self.spec, None, True
+        for event in common.stream_pipeline(pipe, kwargs, self.ctx, lambda step: _wants_preview(spec, step)):
+            if not isinstance(event, common.StepEvent):
+                output = event
+                continue
+            if first:   # second-order samplers take more steps than planned: fix the remaining batches' count
+                self.total += (event.total - planned) * (spec.batch_count - self.batch)
+                first = False
+            self.step += 1
+            preview = common.latents_to_preview(event.latents, tuple(size), self.decoder, self.models.family) \
+                if event.latents is not None else None
+            batch = f"Batch {self.batch + 1} of {spec.batch_count}" if spec.batch_count > 1 else ""
+            yield Progress(self.step, max(self.total, self.step), image=preview, frame=preview is not None,
+                           message=" · ".join(m for m in (batch, self.message) if m))
+        self.message = ""
+        return output.images
 
 
 def _wants_preview(spec: DiffusionSpec, step: int) -> bool:
     return spec.preview_every > 0 and step % spec.preview_every == 0
 
 
-def _call_kwargs(spec: DiffusionSpec, seeds: list[int], init, embeds: dict) -> dict:
-    kwargs = dict(**embeds, num_inference_steps=spec.steps,
-                  guidance_scale=float(spec.cfg), num_images_per_prompt=len(seeds),
-                  generator=[torch.Generator().manual_seed(s) for s in seeds], output_type="pil")
-    if init is not None:
-        kwargs.update(image=init, strength=float(spec.strength))
-    else:
-        kwargs.update(width=spec.size[0], height=spec.size[1])
-    return kwargs
+def _negative_used(spec: DiffusionSpec, models: SdModels) -> str | None:
+    """The negative prompt as it ran: a family without one (Flux) records None."""
+    return spec.negative if models.family.negative_prompt else None
 
 
 def keep_inputs(spec: DiffusionSpec, folder) -> DiffusionSpec:
-    """Copy the init image into inputs/ as given; the spec then points at the copy."""
-    if not spec.init_image:
-        return spec
-    return dataclasses.replace(spec, init_image=keep_input(spec.init_image, folder, "init-image"))
-
-
-def _store_init_image(spec: DiffusionSpec, ctx: RunContext):
-    """The init image (already kept in inputs/), fitted to the run's size."""
-    from PIL import Image
-
-    return open_user_image(spec.init_image, "init image").resize(tuple(spec.size), Image.LANCZOS)
+    """Copy the init image and mask into inputs/ as given; the spec then points at the copies."""
+    if spec.init_image:
+        spec = dataclasses.replace(spec, init_image=keep_input(spec.init_image, folder, "init-image"))
+    if spec.mask:
+        spec = dataclasses.replace(spec, mask=keep_input(spec.mask, folder, "mask"))
+    return spec
 
 
 def _finish(spec: DiffusionSpec, models: SdModels, ctx: RunContext, images, step: int,
@@ -203,14 +218,16 @@ def _finish(spec: DiffusionSpec, models: SdModels, ctx: RunContext, images, step
     details = {"images": records, "safety": " ".join(notes) or None, "prompt_encoding": encoding}
     if spec.size_requested:
         details["size_note"] = (f"The size {spec.size_requested[0]}x{spec.size_requested[1]} was rounded to "
-                                f"{spec.size[0]}x{spec.size[1]} (Stable Diffusion needs multiples of 8).")
-    yield Result([images[0]], details=details, parameters=parameters(spec, models, seeds[0], encoding), extra_files=extra)
+                                f"{spec.size[0]}x{spec.size[1]} (this model needs multiples of {models.size_multiple}).")
+    yield Result([images[0]], details=details, parameters=parameters(spec, models, seeds[0], encoding),
+                 extra_files=extra)
 
 
 def parameters(spec: DiffusionSpec, models: SdModels, seed: int, encoding: dict | None = None) -> str:
-    """The 'parameters' text other tools read (A1111's form and field names, logic/a1111)."""
-    fields = {"Steps": spec.steps, "Sampler": spec.scheduler, "CFG scale": spec.cfg, "Seed": seed,
-              "Size": f"{spec.size[0]}x{spec.size[1]}",
-              "Denoising strength": spec.strength if spec.init_image else None,
-              **a1111_extras.sd_fields(spec, models, encoding)}
-    return a1111_metadata.format_parameters(spec.prompt, spec.negative, fields)
+    """The 'parameters' text other tools read (A1111's form and field names, logic/a1111), with the
+    task's fields (Denoising strength, Mask blur, Hires ...) and the family's guidance."""
+    sampler = common.sampler_for(spec.scheduler, models.pipe.scheduler.config)
+    fields = {"Steps": spec.steps, "Sampler": sampler, **common.guidance_parameters(models, spec.cfg), "Seed": seed,
+              "Size": f"{spec.size[0]}x{spec.size[1]}", **get_task(spec.task).parameters(spec),
+              **a1111_extras.sd_fields(spec, models, encoding), **common.family_parameters(models)}
+    return a1111_metadata.format_parameters(spec.prompt, _negative_used(spec, models) or "", fields)

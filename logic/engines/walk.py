@@ -36,7 +36,6 @@ import torch
 from .. import settings
 from ..errors import UserError
 from ..a1111 import extras as a1111_extras, metadata as a1111_metadata
-from ..a1111.run_prompts import encode_run_prompts
 from ..models.diffusion import SdModels
 from . import sd_common as common
 from .base import Progress, Result, RunContext, check_finite, check_fps
@@ -137,7 +136,8 @@ prepare = common.prepare
 
 def describe(spec: WalkSpec, models: SdModels) -> dict:
     return {**common.describe_model(spec, models), "seed": spec.seeds[0], "seeds": spec.seeds, "size": spec.size,
-            "prompt_used": spec.prompt, "negative_used": spec.negative, "sampler": spec.scheduler,
+            "prompt_used": spec.prompt, "negative_used": spec.negative if models.family.negative_prompt else None,
+            "sampler": common.sampler_for(spec.scheduler, models.pipe.scheduler.config),
             "total_frames": spec.total_frames,
             "safety_checker": common.safety_status(models.safety_checker, spec.safety)}
 
@@ -237,25 +237,40 @@ def follow_slerp(scheduler, t: float, gen_a: torch.Generator, gen_b: torch.Gener
         _FOLLOWING.pop(id(gen_a), None)
 
 
-def initial_noise(pipe, seed: int, size: list[int]) -> tuple[torch.Tensor, torch.Generator]:
-    """The noise a single run with ``seed`` starts from, and its generator advanced past it."""
+def initial_noise(pipe, seed: int, size: list[int], family=None, dtype=None) -> tuple[torch.Tensor, torch.Generator]:
+    """The noise a single run with ``seed`` starts from, and its generator advanced past it.
+
+    The family decides the layout: (1, C, h/8, w/8) for UNet and SD 3.5 models; Flux draws
+    (1, 16, h/8, w/8) and packs it 2x2 into (1, h/16 * w/16, 64), as its pipeline does.
+    """
     from diffusers.utils.torch_utils import randn_tensor
 
     generator = torch.Generator().manual_seed(seed)
-    shape = (1, pipe.unet.config.in_channels, size[1] // pipe.vae_scale_factor, size[0] // pipe.vae_scale_factor)
-    noise = randn_tensor(shape, generator=generator, device=torch.device(pipe._execution_device),
-                         dtype=pipe.text_encoder.dtype)
+    factor = pipe.vae_scale_factor
+    denoiser = getattr(pipe, "unet", None) or pipe.transformer
+    packed = bool(family is not None and family.packed_latents)
+    channels = denoiser.config.in_channels // 4 if packed else \
+        (pipe.vae.config.latent_channels if getattr(pipe, "unet", None) is not None else denoiser.config.in_channels)
+    height, width = size[1] // factor, size[0] // factor
+    if packed:
+        height, width = 2 * (size[1] // (factor * 2)), 2 * (size[0] // (factor * 2))
+    dtype = dtype if dtype is not None else pipe.text_encoder.dtype
+    noise = randn_tensor((1, channels, height, width), generator=generator,
+                         device=torch.device(pipe._execution_device), dtype=dtype)
+    if packed:
+        noise = pipe._pack_latents(noise, 1, channels, height, width)
     return noise, generator
 
 
 # 4. Generate -------------------------------------------------------------------------------------
 
 def generate(spec: WalkSpec, models: SdModels, ctx: RunContext) -> Iterator[Progress | Result]:
-    pipe = models.pipe
+    pipe, family = models.pipeline("txt2img"), models.family
     common.use_scheduler(models, spec.scheduler)
-    # 4.1 Encode every prompt once with A1111 syntax, all to the same number of 75-token chunks (issue 13)
-    encoded = encode_run_prompts(pipe, spec.prompts, spec.negative, spec.clip_skip).encoded
-    embeddings, negative = encoded.embeds[:-1], encoded.embeds[-1]
+    # 4.1 Encode every prompt once, exactly as a single run does: A1111 syntax for CLIP families (all to
+    # the same number of 75-token chunks, logic/a1111), the family's encoder for T5 families
+    embeddings, _record = common.encode_run(pipe, family, spec.prompts, spec.negative, spec.cfg, spec.clip_skip)
+    dtype = embeddings[0]["prompt_embeds"].dtype
     plan = frame_plan(spec)
     total = len(plan) * spec.steps
     keyframes, last, step, made = {}, None, 0, 0
@@ -263,10 +278,9 @@ def generate(spec: WalkSpec, models: SdModels, ctx: RunContext) -> Iterator[Prog
         if ctx.stopped:
             break
         # 4.2 This frame's embedding, noise and generator
-        noise_a, gen_a = initial_noise(pipe, spec.seeds[a], spec.size)
-        noise_b, gen_b = initial_noise(pipe, spec.seeds[b], spec.size) if b != a else (noise_a, gen_a)
-        kwargs = dict(prompt_embeds=embeddings[a] if t == 0 else torch.lerp(embeddings[a], embeddings[b], t),
-                      negative_prompt_embeds=negative, latents=slerp(t, noise_a, noise_b),
+        noise_a, gen_a = initial_noise(pipe, spec.seeds[a], spec.size, family, dtype)
+        noise_b, gen_b = initial_noise(pipe, spec.seeds[b], spec.size, family, dtype) if b != a else (noise_a, gen_a)
+        kwargs = dict(**common.mix(embeddings[a], embeddings[b], t), latents=slerp(t, noise_a, noise_b),
                       generator=gen_a, num_inference_steps=spec.steps,
                       guidance_scale=float(spec.cfg), width=spec.size[0], height=spec.size[1], output_type="pil")
         # 4.3 Denoise, reporting each step (ancestral noise follows the slerp)
@@ -299,7 +313,9 @@ def generate(spec: WalkSpec, models: SdModels, ctx: RunContext) -> Iterator[Prog
 
 
 def _parameters(spec: WalkSpec, models: SdModels) -> str:
-    fields = {"Steps": spec.steps, "Sampler": spec.scheduler, "CFG scale": spec.cfg, "Seed": spec.seeds[-1],
+    fields = {"Steps": spec.steps, "Sampler": common.sampler_for(spec.scheduler, models.pipe.scheduler.config),
+              **common.guidance_parameters(models, spec.cfg), "Seed": spec.seeds[-1],
               "Size": f"{spec.size[0]}x{spec.size[1]}", **a1111_extras.sd_fields(spec, models, None),
-              "Walk": " -> ".join(spec.prompts).replace(",", ";"), "Frames": spec.total_frames}
+              "Walk": " -> ".join(spec.prompts).replace(",", ";"), "Frames": spec.total_frames,
+              **common.family_parameters(models)}
     return a1111_metadata.format_parameters(spec.prompts[-1], spec.negative, fields)

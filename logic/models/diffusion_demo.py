@@ -4,7 +4,7 @@ The same shapes as diffusers' ``get_dummy_components`` (UNet block_out_channels 
 cross-attention 32; a CLIP text encoder with hidden size 32 and the real 49,408-token vocabulary),
 except that the VAE has four blocks so that, like SD, one latent pixel stands for 8x8 image pixels.
 Written as a diffusers folder (``model_index.json`` + components) and, on request, as one
-original-layout checkpoint, then loaded through ``logic.models.diffusion`` like any real model.
+original-layout checkpoint, then loaded through ``logic.models.sd`` like any real model.
 Its images are coloured noise: it proves the plumbing, not the art.
 """
 
@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from .diffusion import diffusers_to_original, load_clip_tokenizer
+from .sd.export import pipeline_to_original
+from .sd.tokenizers import load_clip_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,7 @@ def save_folder(pipe, folder: Path) -> Path:
 def save_single_file(pipe, path: Path) -> Path:
     """Write ``pipe`` as one checkpoint in the original key layout (.safetensors, or a plain .ckpt)."""
     path = Path(path)
-    state = diffusers_to_original(pipe.unet.state_dict(), pipe.vae.state_dict(), pipe.text_encoder.state_dict(),
-                                  dict(pipe.unet.config))
+    state = pipeline_to_original(pipe)
     state = {k: v.detach().contiguous().clone() for k, v in state.items()}
     if path.suffix == ".safetensors":
         from safetensors.torch import save_file

@@ -1,0 +1,1 @@
+"""The Stable Diffusion engines' parts, one concern per module (``logic.engines.sd_common`` gathers them)."""

@@ -1,0 +1,185 @@
+"""One original-layout checkpoint (CompVis / A1111 / Stability / BFL key names) -> a family's pipeline.
+
+No network: the file is read with ``load_checkpoint`` (safetensors with its header checked, or
+torch's weights-only unpickler, which refuses a pickle naming anything but tensors and plain data),
+its family detected from its keys (or named by the
+sidecar's ``family:``), and each component the family file lists is made from the file with
+diffusers' own converters (``from_single_file`` on the tensors already loaded, so diffusers never
+opens the file itself) and the configs shipped in ``sd_configs/<folder>/``. Components a file does
+not hold (Flux's VAE and text encoders, for one) come from a base folder named in the sidecar.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from ...errors import UserError
+from ..checkpoints import load_checkpoint, state_dict_of
+from .families import Family, family_of_keys, get_family, known_families
+from .sources import first_line
+from .tokenizers import load_clip_tokenizer
+
+log = logging.getLogger(__name__)
+
+CONFIGS_DIR = Path(__file__).resolve().parent.parent / "sd_configs"
+UNET_IN = "model.diffusion_model.input_blocks.0.0.weight"
+
+
+def shipped_configs() -> list[str]:
+    return sorted(p.name for p in CONFIGS_DIR.iterdir() if (p / "model_index.json").is_file())
+
+
+def base_folder(base: str | None) -> Path | None:
+    """The sidecar's ``base:``: a shipped config name or a diffusers folder; None when unset."""
+    if not base:
+        return None
+    shipped = CONFIGS_DIR / str(base)
+    if (shipped / "model_index.json").is_file():
+        return shipped
+    path = Path(str(base)).expanduser()
+    if (path / "model_index.json").is_file():
+        return path.resolve()
+    raise UserError(f"The base {base!r} is not known: use one of {', '.join(shipped_configs())} "
+                    "or the path of a diffusers folder.")
+
+
+def unet_in_channels(state: dict) -> int | None:
+    weight = state.get(UNET_IN)
+    return int(weight.shape[1]) if weight is not None else None
+
+
+def detect_file_family(state: dict, sidecar: dict, name: str) -> Family:
+    if sidecar.get("family"):
+        return get_family(str(sidecar["family"]))
+    return family_of_keys(state.keys(), name)
+
+
+def config_folder(family: Family, state: dict, sidecar: dict, name: str) -> Path:
+    """The configs the file's components are built from: the sidecar's base, else the family's rule."""
+    chosen = base_folder(sidecar.get("base"))
+    if chosen is not None:
+        return chosen
+    channels = unet_in_channels(state)
+    for rule in family.single_file.get("configs", []):
+        if "unet_in_channels" in rule and rule["unet_in_channels"] != channels:
+            continue
+        if rule["folder"] == "base":
+            raise UserError(f"{name} is a {family.title} file; its tokenizers and the parts it leaves out come "
+                            f"from a diffusers folder of that family: write `base: <folder>` in {name}.yaml.")
+        return CONFIGS_DIR / rule["folder"]
+    raise UserError(f"No shipped config fits {name} ({family.title}); set `base:` in its sidecar .yaml file.")
+
+
+def load_single_file(path: Path, sidecar: dict, dtype: torch.dtype, tokenizer_cache: Path):
+    """Build the family's pipeline from one checkpoint; returns (pipeline, family)."""
+    path = Path(path)
+    state = state_dict_of(load_checkpoint(path))
+    family = detect_file_family(state, sidecar, path.name)
+    configs = config_folder(family, state, sidecar, path.name)
+    base = base_folder(sidecar.get("base"))
+    where = f"{path.name} ({family.title}, configs {configs.name})"
+    components = {}
+    for name, spec in family.single_file["components"].items():
+        components[name] = _component(name, spec, state, configs, base, dtype, tokenizer_cache, where)
+    del state
+    task = "inpaint" if getattr(components.get("unet"), "config", {}).get("in_channels") == 9 else "txt2img"
+    pipe = _assemble(family.pipeline_class(task), components, base, dtype)
+    _check_complete(pipe, where)
+    if sidecar.get("prediction_type"):
+        pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config,
+                                                          prediction_type=sidecar["prediction_type"])
+    return pipe, family
+
+
+def _component(name: str, spec: dict, state: dict, configs: Path, base: Path | None, dtype, tokenizer_cache,
+               where: str):
+    kind = spec["kind"]
+    holds = any(k.startswith(tuple(spec.get("keys", []))) for k in state) if spec.get("keys") else False
+    if kind in ("model", "clip", "t5") and not holds or kind == "base":
+        return _from_base(name, base, dtype, where)
+    if kind == "clip_tokenizer":
+        return _tokenizer(name, spec, configs, tokenizer_cache)
+    if kind == "scheduler":
+        return _scheduler(configs)
+    try:
+        return _convert(name, kind, spec["class"], state, configs, dtype)
+    except (ValueError, KeyError, RuntimeError, IndexError, AttributeError) as exc:
+        raise UserError(f"The {name} of {where} does not fit its config ({first_line(exc)}): set `family:` or "
+                        "`base:` in the model's sidecar .yaml file.") from None
+
+
+def _convert(name: str, kind: str, class_name: str, state: dict, configs: Path, dtype):
+    from diffusers.loaders import single_file_utils as sfu
+
+    if kind == "model":
+        import diffusers
+
+        cls = getattr(diffusers, class_name)
+        return cls.from_single_file(state, config=str(configs), subfolder=name, local_files_only=True,
+                                    torch_dtype=dtype)
+    import transformers
+
+    cls = getattr(transformers, class_name)
+    make = sfu.create_diffusers_clip_model_from_ldm if kind == "clip" else sfu.create_diffusers_t5_model_from_checkpoint
+    return make(cls, state, subfolder=name, config=str(configs), torch_dtype=dtype, local_files_only=True)
+
+
+def _tokenizer(name: str, spec: dict, configs: Path, tokenizer_cache: Path):
+    from transformers import CLIPTokenizer
+
+    shipped = configs / name
+    if (shipped / "vocab.json").is_file():
+        return CLIPTokenizer.from_pretrained(str(shipped), local_files_only=True)
+    return load_clip_tokenizer(tokenizer_cache, pad_token=spec.get("pad", "<|endoftext|>"))
+
+
+def _scheduler(configs: Path):
+    import diffusers
+
+    data = json.loads((configs / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))
+    cls = getattr(diffusers, data.get("_class_name", "PNDMScheduler"))
+    return cls.from_config(data)
+
+
+def _from_base(name: str, base: Path | None, dtype, where: str):
+    """A component the file does not hold, from the base folder's own weights."""
+    if base is None or not (base / name).is_dir():
+        raise UserError(f"{where} has no {name} weights: write `base: <a diffusers folder of that family>` "
+                        "in the model's sidecar .yaml file.")
+    index = json.loads((base / "model_index.json").read_text(encoding="utf-8"))
+    library, class_name = index[name]
+    cls = getattr(importlib.import_module(library), class_name)
+    kwargs = {"local_files_only": True}
+    if isinstance(cls, type) and issubclass(cls, torch.nn.Module):
+        kwargs["torch_dtype"] = dtype
+    return cls.from_pretrained(str(base), subfolder=name, **kwargs)
+
+
+def _assemble(cls, components: dict, base: Path | None, dtype):
+    """The pipeline from its components; optional ones (safety checker, image encoder) left empty."""
+    parameters = inspect.signature(cls.__init__).parameters
+    kwargs = {k: v for k, v in components.items() if k in parameters}
+    for name, parameter in parameters.items():
+        if name not in kwargs and name != "self" and parameter.default is inspect.Parameter.empty:
+            kwargs[name] = None
+    if "requires_safety_checker" in parameters:
+        kwargs["requires_safety_checker"] = False
+    return cls(**kwargs)
+
+
+def _check_complete(pipe, where: str) -> None:
+    """Weights the file lacked stay on the meta device: name them rather than fail mid-run."""
+    for name, module in pipe.components.items():
+        if not isinstance(module, torch.nn.Module):
+            continue
+        missing = [n for n, p in module.named_parameters() if p.device.type == "meta"]
+        if missing:
+            raise UserError(f"The {name} of {where} is missing {len(missing)} weights (e.g. {missing[0]}): the file "
+                            f"does not fit that config; set `family:` or `base:` in the model's sidecar .yaml file. "
+                            f"Families: {known_families()}.")
