@@ -9,7 +9,6 @@ configs do not fit tiny weights); the family itself is always detected from the 
 
 from __future__ import annotations
 
-import functools
 
 import torch
 import yaml
@@ -18,6 +17,7 @@ from logic import settings
 from logic.engines import sd_common
 from logic.models.diffusion_demo import TINY_TEXT, TINY_UNET, TINY_VAE, build_tiny_pipeline, save_folder, save_single_file
 from logic.models.sd.tokenizers import load_clip_tokenizer
+from assets_cache import per_assets_dir
 
 
 def _models_dir():
@@ -42,7 +42,7 @@ def _write(pipe, name: str, single: bool = True, sidecar: dict | None = None) ->
     return out
 
 
-@functools.lru_cache(maxsize=1)
+@per_assets_dir
 def tiny_sd1_inpaint() -> dict:
     """SD 1.x with a 9-channel inpainting UNet (StableDiffusionInpaintPipeline folder + single file)."""
     from diffusers import StableDiffusionInpaintPipeline, UNet2DConditionModel
@@ -53,7 +53,7 @@ def tiny_sd1_inpaint() -> dict:
     return _write(inpaint, "tiny-inpaint")
 
 
-@functools.lru_cache(maxsize=1)
+@per_assets_dir
 def tiny_sd2() -> dict:
     """SD 2.x: OpenCLIP-style text encoder (gelu, padded with '!'), linear projections, v-prediction."""
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
@@ -93,7 +93,7 @@ def sdxl_components(seed: int = 0, in_channels: int = 4) -> dict:
                 tokenizer_2=load_clip_tokenizer(sd_common.tokenizer_cache(), pad_token="!"))
 
 
-@functools.lru_cache(maxsize=1)
+@per_assets_dir
 def tiny_sdxl() -> dict:
     """SDXL base: two text encoders (CLIP-L, OpenCLIP bigG with projection), text_time embedding.
 
@@ -105,7 +105,7 @@ def tiny_sdxl() -> dict:
     return _write(StableDiffusionXLPipeline(**sdxl_components()), "tiny-sdxl")
 
 
-@functools.lru_cache(maxsize=1)
+@per_assets_dir
 def tiny_sdxl_inpaint() -> dict:
     from diffusers import StableDiffusionXLInpaintPipeline
 
@@ -113,7 +113,7 @@ def tiny_sdxl_inpaint() -> dict:
     return _write(pipe, "tiny-sdxl-inpaint")
 
 
-@functools.lru_cache(maxsize=1)
+@per_assets_dir
 def tiny_fp16_variant() -> dict:
     """The tiny SD 1.x folder saved as ``*.fp16.safetensors`` only (as many hub snapshots are)."""
     pipe = build_tiny_pipeline(sd_common.tokenizer_cache(), seed=0)
@@ -144,7 +144,7 @@ def _flow_vae(seed: int, shift: float, scale: float):
                                                   "use_post_quant_conv": False}))
 
 
-@functools.lru_cache(maxsize=1)
+@per_assets_dir
 def tiny_sd3() -> dict:
     """SD 3.5: an MMDiT on 16-channel latents, CLIP-L + CLIG-G (with projections) and T5."""
     from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
@@ -164,7 +164,7 @@ def tiny_sd3() -> dict:
     return _write(pipe, "tiny-sd3", single=False)
 
 
-@functools.lru_cache(maxsize=1)
+@per_assets_dir
 def tiny_flux() -> dict:
     """FLUX.1-dev-like: a double- and a single-stream block, packed 16-channel latents, embedded guidance."""
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel

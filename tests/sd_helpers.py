@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import pickle
 from pathlib import Path
@@ -21,6 +20,7 @@ from PIL import Image
 from logic import jobs, settings
 from logic.engines import sd_common
 from logic.models.diffusion_demo import build_tiny_pipeline, save_folder, save_single_file
+from assets_cache import per_assets_dir
 
 CACHE = jobs.ModelCache()
 TOKEN = "sks dog"
@@ -34,7 +34,7 @@ class _Evil:
         return (os.system, (f"touch {self.marker}",))
 
 
-@functools.lru_cache(maxsize=1)
+@per_assets_dir
 def tiny_models() -> dict:
     models = settings.assets_dir() / "models"
     models.mkdir(parents=True, exist_ok=True)
@@ -68,7 +68,7 @@ def pixels(path: Path) -> np.ndarray:
         return np.asarray(image.convert("RGB")).astype(np.int16)
 
 
-@functools.lru_cache(maxsize=1)
+@per_assets_dir
 def tiny_lora() -> Path:
     """A LoRA for the tiny UNet's attention projections (random, non-zero lora_B), in diffusers' format.
 
@@ -124,7 +124,7 @@ def previews(spec_params: dict) -> list:
     return [e.image for e in events if isinstance(e, Progress) and e.image is not None][:-1]  # last: the result
 
 
-@functools.lru_cache(maxsize=1)
+@per_assets_dir
 def tiny_safe_model() -> Path:
     """The tiny model with a real (tiny) ``StableDiffusionSafetyChecker`` + CLIPImageProcessor, as a
     diffusers folder ``assets/models/tiny-safe``; its concept thresholds are far below any cosine

@@ -104,7 +104,7 @@ def test_reloading_the_page_reattaches_to_the_running_job_and_stop_keeps_it(app_
     expect(page.get_by_role("img", name="Live preview").or_(page.get_by_text("Live preview"))).to_be_visible()
     page.get_by_role("button", name="Stop").click()
     expect(page.get_by_text("Stopped at step")).to_be_visible(timeout=60_000)
-    run_dir = next(output.iterdir())
+    run_dir = next(d for d in output.iterdir() if not d.name.startswith("."))  # .queue is the queue index
     details = json.loads((run_dir / "details.json").read_text())
     assert details["status"] == "stopped" and details["progress"]["step"] > 0
     assert (run_dir / "output.png").is_file() and (run_dir / "anim.mp4").is_file()

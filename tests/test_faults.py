@@ -213,7 +213,7 @@ def test_a_real_full_disk(free_kb, tmp_path, capsys):
                      *DEMO[:1], "--size", "64", "64", *DEMO[4:]])
         out, err = capsys.readouterr()
         assert "Traceback" not in err
-        run_dir = next(output.iterdir())
+        run_dir = next(p for p in output.iterdir() if not p.name.startswith("."))  # .queue is the queue index
         details = json.loads((run_dir / "details.json").read_text())
         if code != 0:
             assert f"The disk is full: free space in {output} and rerun." in err

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import functools
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ from logic.__main__ import main
 from logic.engines import diffusion as engine
 from logic.engines.sd.tasks import inpaint
 from logic.errors import UserError
+from assets_cache import per_assets_dir
 
 from sd_helpers import BASE, pixels, run_engine, tiny_models
 
@@ -22,7 +22,7 @@ PLAIN = {**BASE, "preview_every": 0, "seed": 3}
 RED = (200, 40, 40)
 
 
-@functools.lru_cache(maxsize=1)
+@per_assets_dir
 def tiny_esrgan():
     """A 2x ESRGAN (the original RRDB key layout, ``model.N...``) with random weights, as .pth in assets/upscalers/."""
     from spandrel.architectures.ESRGAN import ESRGAN

@@ -77,6 +77,10 @@ def test_continue_target_with_another_model_says_so(output_dir, tmp_path):
     runs_dir = tmp_path / "runs"
     _, parent, _ = run_vqgan(runs_dir, prompt="x", steps=1)
     demo = settings.demo_dir()
+    # the parent run may have taken its models from a cache filled while another test's assets
+    # folder was in force: make sure the demo files exist in this one before copying them
+    from logic.models.demo import ensure_demo_vqgan
+    ensure_demo_vqgan(demo)
     with installed_vqgans("other") as assets:
         for suffix in (".yaml", ".ckpt"):
             shutil.copyfile(demo / f"demo{suffix}", assets / f"other{suffix}")
