@@ -230,7 +230,9 @@ def _hostile_parent(parent_run, tmp_path, writer, marker) -> tuple[Path, Path]:
     shutil.copytree(parent_run[0], parent)
     shutil.copytree(parent_run[1], child)
     details = json.loads((child / "details.json").read_text())
-    details["params"]["continue_from"] = str(parent)
+    for record in ("request", "resolved", "params"):  # a rerun starts from the request
+        if isinstance(details.get(record), dict):
+            details[record]["continue_from"] = str(parent)
     (child / "details.json").write_text(json.dumps(details))
     writer(parent / STATE_FILE, marker)
     return parent, child
