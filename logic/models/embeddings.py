@@ -83,18 +83,14 @@ def load_embedding(path: Path) -> Embedding:
 
 
 def _read_tensors(path: Path) -> dict:
-    if path.suffix.lower() == ".safetensors":
-        from safetensors.torch import load_file
+    # The one safe loader every checkpoint goes through: weights_only with the project's allow-list,
+    # TorchScript and tar archives refused, safetensors headers checked before reading.
+    from .checkpoints import load_checkpoint
 
-        try:
-            return load_file(str(path))
-        except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same sentence
-            raise UserError(f"The embedding {path.name} is not a readable safetensors file ({exc}).") from None
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - pickles that need code are refused here
-        raise UserError(f"The embedding {path.name} could not be read safely (it holds more than tensors: "
-                        f"{str(exc).splitlines()[0][:120]}); use a .safetensors version of it.") from None
+        return load_checkpoint(path)
+    except UserError as exc:
+        raise UserError(f"The embedding {path.name} could not be read safely: {exc}") from None
 
 
 def _vectors_of(data) -> dict[int, torch.Tensor]:
