@@ -4,11 +4,9 @@
 import base64
 import io
 import os
-import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -18,27 +16,12 @@ from logic import runs
 from logic.__main__ import main as cli_main
 from logic.engines import get_engine
 from logic.errors import UserError
+from process_helpers import free_port, wait_until
 
 webuiapi = pytest.importorskip("webuiapi")
 
 ROOT = Path(__file__).resolve().parent.parent
 VQGAN = {"demo": True, "size": [32, 32], "cutn": 2, "augment": False}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until(condition, timeout=180, every=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out waiting")
 
 
 @pytest.fixture(scope="module")

@@ -6,27 +6,17 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
 from logic import queue, runs
 from logic.__main__ import main as cli_main
+from process_helpers import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 PARAMS = {"prompt": "a red fox", "demo": True, "size": [32, 32], "cutn": 2, "seed": 7, "every": 1,
           "augment": False}
-
-
-def wait_until(condition, timeout=180, every=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out waiting")
 
 
 def status(path) -> str:
