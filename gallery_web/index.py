@@ -8,6 +8,10 @@ folder is remembered with its details.json's time and size too, so a details.jso
 (which leaves the folder's time alone) is read again at the next full sweep.
 
 Rows are keyed by folder name: two folders claiming the same run_id are two runs.
+
+Stars and hidden runs are the person's choices, not a cache: they live in their own file
+(``marks.sqlite3`` beside the index, attached to every connection), which an index rebuild (a new
+INDEX_VERSION, a corrupt index deleted) never touches. They are keyed by folder name too.
 """
 
 from __future__ import annotations
@@ -26,10 +30,10 @@ from logic import runs
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = "4"  # bumped when what is stored per run changes: the index is rebuilt
+INDEX_VERSION = "5"  # bumped when what is stored per run changes: the index is rebuilt
 FULL_SWEEP_S = 15.0      # how often every folder's time is checked even if nothing seemed to move
 RECENT_NS = 2_000_000_000  # a folder changed this recently may change again within the same tick
-TRACKED_FILES = (runs.ANIM, runs.THUMB, runs.PREVIEW, runs.METRICS)
+TRACKED_FILES = (runs.ANIM, runs.GIF, runs.THUMB, runs.PREVIEW, runs.METRICS)
 COLUMNS = ("name", "run_id", "created", "mode", "model", "status", "raw_status", "prompt",
            "parent_run_id", "files", "image", "details")
 RUN_COLUMNS = COLUMNS[:-1]   # details live in their own table: listing rows stay small and fast to scan
@@ -49,7 +53,13 @@ CREATE INDEX IF NOT EXISTS runs_status ON runs(status, name);
 CREATE INDEX IF NOT EXISTS runs_mode ON runs(mode, name);
 CREATE INDEX IF NOT EXISTS runs_model ON runs(model, name);
 CREATE TABLE IF NOT EXISTS skipped(name TEXT PRIMARY KEY, mtime_ns INTEGER NOT NULL, details_sig TEXT);
-CREATE VIRTUAL TABLE IF NOT EXISTS prompts USING fts5(prompt, tokenize='unicode61 remove_diacritics 2');
+CREATE VIRTUAL TABLE IF NOT EXISTS prompts USING fts5(prompt, tags, tokenize='unicode61 remove_diacritics 2');
+"""
+# The person's stars and hidden runs: a separate file, never dropped with the cache.
+_MARKS_DDL = """
+CREATE TABLE IF NOT EXISTS marks.marks(name TEXT PRIMARY KEY, starred INTEGER NOT NULL DEFAULT 0,
+                                       hidden INTEGER NOT NULL DEFAULT 0, changed TEXT);
+CREATE TABLE IF NOT EXISTS marks.meta(key TEXT PRIMARY KEY, value TEXT);
 """
 
 
@@ -94,6 +104,11 @@ def _file_times(path: Path, details: dict) -> dict[str, int]:
     return times
 
 
+def search_tags(row) -> str:
+    """What the one search box finds besides the prompt: mode, model label and status."""
+    return f"{row[3]} {row[4]} {row[5]}"
+
+
 def details_signature(folder: Path) -> str:
     """details.json's time and size: changes when it is rewritten in place, unlike the folder's time."""
     try:
@@ -127,9 +142,11 @@ def row_from_details(name: str, details: dict, files: dict) -> tuple:
 class RunIndex:
     """An SQLite index of ``output_dir``, stored in ``db_path``; safe to use from many threads."""
 
-    def __init__(self, output_dir: Path, db_path: Path, min_refresh_s: float = 1.0):
+    def __init__(self, output_dir: Path, db_path: Path, min_refresh_s: float = 1.0,
+                 marks_path: Path | None = None):
         self.output_dir = Path(output_dir)
         self.db_path = Path(db_path)
+        self.marks_path = Path(marks_path) if marks_path else self.db_path.with_name("marks.sqlite3")
         self.min_refresh_s = min_refresh_s
         self.generation = 0
         self.boot = format(time.time_ns() // 1_000_000 % 10**8, "x")  # version tokens differ per start
@@ -150,6 +167,9 @@ class RunIndex:
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("ATTACH DATABASE ? AS marks", (str(self.marks_path),))
+            conn.execute("PRAGMA marks.journal_mode=WAL")
+            conn.executescript(_MARKS_DDL)
             self._local.conn = conn
         return conn
 
@@ -166,7 +186,7 @@ class RunIndex:
     def _reset(self, conn: sqlite3.Connection) -> None:
         """Start the cache afresh (new file, or one written by another version)."""
         for table in ("meta", "runs", "bodies", "skipped", "prompts"):
-            conn.execute(f"DROP TABLE IF EXISTS {table}")
+            conn.execute(f"DROP TABLE IF EXISTS main.{table}")  # never the attached marks
         conn.executescript(_DDL)
         conn.execute("INSERT INTO meta VALUES('version', ?)", (INDEX_VERSION,))
         conn.execute("INSERT INTO meta VALUES('output_dir', ?)", (str(self.output_dir),))
@@ -249,6 +269,8 @@ class RunIndex:
             status = runs.effective_status(json.loads(row["details"])).get("status")
             if status != row["status"]:
                 conn.execute("UPDATE runs SET status=? WHERE id=?", (status, row["id"]))
+                conn.execute("UPDATE prompts SET tags=? WHERE rowid=?",
+                             (f"{row['mode']} {row['model']} {status}", row["id"]))
                 changed = True
         return changed
 
@@ -273,16 +295,18 @@ class RunIndex:
             cur = conn.execute(f"INSERT INTO runs(mtime_ns, {', '.join(RUN_COLUMNS)}) "
                                f"VALUES(?{', ?' * len(RUN_COLUMNS)})", (mtime_ns, *row[:-1]))
             conn.execute("INSERT INTO bodies VALUES(?, ?)", (cur.lastrowid, row[-1]))
-            conn.execute("INSERT INTO prompts(rowid, prompt) VALUES(?, ?)", (cur.lastrowid, row[7]))
+            conn.execute("INSERT INTO prompts(rowid, prompt, tags) VALUES(?, ?, ?)",
+                         (cur.lastrowid, row[7], search_tags(row)))
             return True
-        if tuple(old[c] for c in COLUMNS) == row:
+        old_row = tuple(old[c] for c in COLUMNS)
+        if old_row == row:
             conn.execute("UPDATE runs SET mtime_ns=? WHERE id=?", (mtime_ns, old["id"]))
             return False
         sets = ", ".join(f"{c}=?" for c in RUN_COLUMNS)
         conn.execute(f"UPDATE runs SET mtime_ns=?, {sets} WHERE id=?", (mtime_ns, *row[:-1], old["id"]))
         conn.execute("UPDATE bodies SET details=? WHERE id=?", (row[-1], old["id"]))
-        if old["prompt"] != row[7]:
-            conn.execute("UPDATE prompts SET prompt=? WHERE rowid=?", (row[7], old["id"]))
+        if old["prompt"] != row[7] or search_tags(old_row) != search_tags(row):
+            conn.execute("UPDATE prompts SET prompt=?, tags=? WHERE rowid=?", (row[7], search_tags(row), old["id"]))
         return True
 
     def _delete(self, conn: sqlite3.Connection, name: str) -> bool:
@@ -307,11 +331,16 @@ class RunIndex:
     # --- queries ---------------------------------------------------------------------------------
 
     def query(self, q: str = "", mode: str = "", model: str = "", status: str = "",
-              limit: int = 24, offset: int = 0, finished_with_image: bool = False) -> tuple[int, list]:
-        """(total, rows) for one page, newest first; counts are cached until the index changes."""
-        where, args = self._where(q, mode, model, status, finished_with_image)
-        total = self._count(where, args, only_search=bool(q) and not (mode or model or status
-                                                                       or finished_with_image))
+              limit: int = 24, offset: int = 0, finished_with_image: bool = False,
+              starred: bool = False, show_hidden: bool = False) -> tuple[int, list]:
+        """(total, rows) for one page, newest first; counts are cached until the index changes.
+
+        ``q`` searches prompts, modes, model labels and statuses; hidden runs are left out unless
+        ``show_hidden``; ``starred`` keeps starred runs only."""
+        hide = not show_hidden and self._has_hidden()
+        where, args = self._where(q, mode, model, status, finished_with_image, starred, hide)
+        total = self._count(where, args, only_search=bool(q) and not (mode or model or status or starred
+                                                                       or hide or finished_with_image))
         if total == 0 or limit <= 0:
             return total, []
         # Many matches: walk the name index newest first and stop after one page; few: sort them.
@@ -341,7 +370,7 @@ class RunIndex:
         return [found[i] for i in ids if i in found]
 
     @staticmethod
-    def _where(q, mode, model, status, finished_with_image) -> tuple[str, list]:
+    def _where(q, mode, model, status, finished_with_image, starred=False, hide=False) -> tuple[str, list]:
         clauses, args = [], []
         if q:
             match = fts_query(q)
@@ -349,7 +378,7 @@ class RunIndex:
                 clauses.append("id IN (SELECT rowid FROM prompts WHERE prompts MATCH ?)")
                 args.append(match)
             else:
-                clauses.append("instr(lower(prompt), lower(?)) > 0")
+                clauses.append("instr(lower(prompt || ' ' || mode || ' ' || model || ' ' || status), lower(?)) > 0")
                 args.append(q)
         for column, value in (("mode", mode), ("model", model), ("status", status)):
             if value:
@@ -357,6 +386,10 @@ class RunIndex:
                 args.append(value)
         if finished_with_image:
             clauses.append("status IN ('done', 'stopped') AND image != ''")
+        if starred:
+            clauses.append("name IN (SELECT name FROM marks.marks WHERE starred = 1)")
+        if hide:
+            clauses.append("name NOT IN (SELECT name FROM marks.marks WHERE hidden = 1)")
         return ("WHERE " + " AND ".join(clauses)) if clauses else "", args
 
     def choices(self) -> dict[str, list[str]]:
@@ -391,3 +424,46 @@ class RunIndex:
 
     def names(self) -> set[str]:
         return {r[0] for r in self._conn().execute("SELECT name FROM runs")}
+
+    # --- stars and hidden runs (the marks file) ---------------------------------------------------
+
+    def marks_of(self, names: list[str]) -> dict[str, dict]:
+        """{folder name: {"starred": bool, "hidden": bool}} for the given folders (unmarked: absent)."""
+        if not names:
+            return {}
+        rows = self._conn().execute(
+            f"SELECT name, starred, hidden FROM marks.marks WHERE name IN ({', '.join('?' * len(names))})", names)
+        return {r["name"]: {"starred": bool(r["starred"]), "hidden": bool(r["hidden"])} for r in rows}
+
+    def set_mark(self, name: str, *, starred: bool | None = None, hidden: bool | None = None) -> dict:
+        """Star/unstar or hide/show one folder's run; returns its marks. Writes only the marks file."""
+        conn = self._conn()
+        with self._lock:
+            conn.execute("INSERT OR IGNORE INTO marks.marks(name) VALUES(?)", (name,))
+            for column, value in (("starred", starred), ("hidden", hidden)):
+                if value is not None:
+                    conn.execute(f"UPDATE marks.marks SET {column}=?, changed=? WHERE name=?",
+                                 (int(bool(value)), runs.now_iso(), name))
+            conn.commit()
+            self.generation += 1  # listings, counts and version tokens change with the marks
+            self._counts.clear()
+        return self.marks_of([name]).get(name, {"starred": False, "hidden": False})
+
+    def _has_hidden(self) -> bool:
+        key = (self.generation, "has_hidden")
+        if key not in self._counts:
+            self._counts[key] = self._conn().execute(
+                "SELECT 1 FROM marks.marks WHERE hidden = 1 LIMIT 1").fetchone() is not None
+        return self._counts[key]
+
+    def secret(self) -> str:
+        """A random token kept in the marks file: forms that change marks must carry it (a page
+        open across a restart still works; another site cannot read it)."""
+        conn = self._conn()
+        row = conn.execute("SELECT value FROM marks.meta WHERE key='token'").fetchone()
+        if row is None:
+            import secrets
+            conn.execute("INSERT OR IGNORE INTO marks.meta VALUES('token', ?)", (secrets.token_urlsafe(24),))
+            conn.commit()
+            row = conn.execute("SELECT value FROM marks.meta WHERE key='token'").fetchone()
+        return row[0]
