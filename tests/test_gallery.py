@@ -58,7 +58,8 @@ def test_api_runs_is_the_json_twin_of_the_index(output, tmp_path):
     first = data["runs"][0]
     assert first["status"] == "done" and first["mode"] == "vqgan" and first["model"] == "demo + demo-clip"
     assert first["image_url"].startswith(f"/files/{first['folder']}/output.png")
-    assert data["q"] == "" and data["filters"] == {"mode": "", "model": "", "status": ""}
+    assert data["q"] == "" and data["filters"] == {"mode": "", "model": "", "status": "", "starred": False,
+                                                  "hidden": False}
 
 
 @pytest.mark.parametrize("count, per_page, pages", [(0, 4, 1), (4, 4, 1), (5, 4, 2), (8, 4, 2), (9, 4, 3)])
@@ -160,11 +161,13 @@ def test_run_page_shows_everything_about_a_run(output, tmp_path):
     assert f'src="/files/{run.path.name}/output.png' in html
     assert f'<video class="full" controls' in html and f"/files/{run.path.name}/anim.mp4" in html
     assert f"python -m logic rerun {run.path}" in html
-    assert "<th>steps</th><td>20</td>" in html and "<th>seed used</th><td>7</td>" in html
+    assert '<tr data-key="steps"><th>Steps</th><td>20</td>' in html
+    assert '<tr data-key="seed"><th>Seed</th><td>7</td>' in html
     assert "median_step_s" in html
     assert f"/files/{run.path.name}/inputs/init.png" in html
     assert f'href="/runs/{parent.path.name}"' in html and f'href="/runs/{child.path.name}"' in html
-    assert html.count("<polyline") == 2 and "loss/castle" in html
+    # one prompt: its curve alone (the total of one term would be the same curve again)
+    assert html.count("<polyline") == 1 and "<title>castle</title>" in html
 
 
 def test_api_run_reports_progress_of_a_running_run(output, tmp_path):
@@ -352,6 +355,8 @@ def test_pages_use_no_external_assets(output, tmp_path):
     client = client_for(output, tmp_path)
     for url in ("/", f"/runs/{run.run_id}", "/kiosk"):
         html = client.get(url).get_data(as_text=True)
+        # the one link off the gallery is a navigation to the app, not an asset the page loads
+        html = html.replace(f'href="http://localhost:8501/?from={run.run_id}"', "")
         assert not re.search(r'(src|href)="(https?:)?//', html), url
 
 
@@ -456,3 +461,255 @@ def test_model_labels_are_names_not_paths(model, label):
     from gallery_web.index import model_label
 
     assert model_label(model) == label
+
+
+# --- the run page: key settings first, the rest collapsed --------------------------------------
+
+
+def _sd_batch_run(output: Path, **extra):
+    """A Stable Diffusion batch of two as the engine leaves it: image-NN-seed.png, grid.png, its details."""
+    from logic import media
+
+    run = make_run(output, "a red fox in snow", mode="diffusion", model={"name": "sd15-demo", "location": "/m/sd.safetensors"},
+                   **extra)
+    request = {"prompt": "a red fox in snow", "negative": "blurry", "steps": 20, "cfg": 6.5, "seed": 7,
+               "scheduler": "Euler a", "size": [64, 64], "batch_size": 2, "clip_skip": 2,
+               "init_image": "/home/someone/private/init.png", "size_requested": [60, 60],
+               "preview_decoder": "taesd", "demo": True}
+    text = "a red fox in snow\nNegative prompt: blurry\nSteps: 20, Sampler: Euler a, CFG scale: 6.5, Seed: 7, Size: 64x64"
+    from PIL import Image
+    media.save_png(Image.new("RGB", (64, 64), "orange"), run.file(runs.OUTPUT), text)
+    for name in ("image-01-7.png", "image-02-8.png", "grid.png"):
+        image(run.path / name, "orange", 32)
+    run.update(request=request, resolved={**request, "size": [64, 64]}, seed=7,
+               started="2026-01-01T10:00:00+00:00", finished="2026-01-01T10:01:05+00:00",
+               images=[{"file": "image-01-7.png", "seed": 7}, {"file": "image-02-8.png", "seed": 8}])
+    return run, text
+
+
+def _rows(html: str, section: str) -> list[str]:
+    """The row labels (th) of one section of the run page."""
+    part = html.split(f'class="{section}"', 1)[1].split("</table>", 1)[0]
+    return re.findall(r"<th>([^<]+)</th>", part)
+
+
+def test_run_page_shows_key_settings_first_and_hides_internal_fields(output, tmp_path):
+    run, text = _sd_batch_run(output)
+    html = client_for(output, tmp_path).get(f"/runs/{run.path.name}").get_data(as_text=True)
+    assert _rows(html, "key-settings") == ["Prompt", "Model", "Negative prompt", "Seed", "Size", "Steps",
+                                           "Sampler", "CFG scale", "Batch", "Duration"]
+    assert "<td>1 min 05 s</td>" in html and "<td>64×64</td>" in html and "<td>Euler a</td>" in html
+    assert html.index('class="key-settings"') < html.index('<details class="more">')
+    rest = _rows(html, "more")
+    assert "clip_skip" in rest and "steps" not in rest and "cfg" not in rest
+    for internal in ("size_requested", "preview_decoder", "owner", "init_image", "demo", "location"):
+        assert internal not in rest and f"<th>{internal}" not in html, internal
+    assert "/home/someone/private" not in html and "/m/sd.safetensors" not in html
+    assert "Learning rate" not in html  # a VQGAN setting, not Stable Diffusion's
+
+
+def test_run_page_shows_batch_images_grid_and_walk_keyframes(output, tmp_path):
+    run, _ = _sd_batch_run(output)
+    walk = make_run(output, "dawn -> dusk", mode="walk")
+    for name in ("keyframe-01.png", "keyframe-02.png"):
+        image(walk.path / name, "blue", 32)
+    walk.update(keyframes=[{"file": "keyframe-01.png", "prompt": "dawn", "seed": 1},
+                           {"file": "keyframe-02.png", "prompt": "dusk", "seed": 2},
+                           {"file": "keyframe-03.png", "prompt": "missing", "seed": 3}])
+    client = client_for(output, tmp_path)
+    html = client.get(f"/runs/{run.path.name}").get_data(as_text=True)
+    for name, caption in (("image-01-7.png", "seed 7"), ("image-02-8.png", "seed 8"), ("grid.png", "grid")):
+        assert f'src="/files/{run.path.name}/{name}"' in html and f"<span>{caption}</span>" in html
+    detail = client.get(f"/api/runs/{walk.path.name}").get_json()
+    assert [(k["file"], k["caption"], k["seed"]) for k in detail["images"]["keyframes"]] == [
+        ("keyframe-01.png", "dawn", 1), ("keyframe-02.png", "dusk", 2)]  # a file that is not there: left out
+    assert "<h2>Keyframes</h2>" in client.get(detail["url"]).get_data(as_text=True)
+
+
+def test_vqgan_key_settings_are_learning_rate_and_cutouts(output, tmp_path):
+    run = make_run(output, "a lighthouse")
+    run.update(resolved={"prompt": "a lighthouse", "steps": 20, "lr": 0.2, "cutn": 16, "size": [48, 48],
+                         "scheduler": "not shown for vqgan"})
+    html = client_for(output, tmp_path).get(f"/runs/{run.path.name}").get_data(as_text=True)
+    labels = _rows(html, "key-settings")
+    assert labels[-2:] == ["Learning rate", "Cutouts"] and "Sampler" not in labels
+    assert '<th>Learning rate</th><td>0.2</td>' in html and '<th>Cutouts</th><td>16</td>' in html
+
+
+def test_copy_buttons_carry_the_prompt_and_the_png_parameters_text(output, tmp_path):
+    run, text = _sd_batch_run(output)
+    legacy = make_legacy(output, prompt="an old lighthouse")
+    client = client_for(output, tmp_path)
+    html = client.get(f"/runs/{run.path.name}").get_data(as_text=True)
+    assert 'data-copy="a red fox in snow">Copy prompt' in html
+    assert f'data-copy="{text}">Copy parameters' in html
+    # a run whose image has no parameters text (the original app's): made from the settings shown
+    made = client.get(f"/api/runs/{legacy.name}").get_json()["parameters_text"]
+    assert made.startswith("an old lighthouse\n") and "Seed: 42" in made and "Steps: 50" in made
+
+
+def test_open_in_app_link_and_downloads(output, tmp_path, monkeypatch):
+    run = make_run(output, "with a video")
+    run.file(runs.ANIM).write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    run.file(runs.GIF).write_bytes(b"GIF89a")
+    run.update(progress={"step": 20, "total": 20})
+    html = client_for(output, tmp_path).get(f"/runs/{run.path.name}").get_data(as_text=True)
+    assert f'href="http://localhost:8501/?from={run.run_id}"' in html
+    assert "Open in the app with these settings" in html
+    for name, label in (("output.png", "Image"), ("anim.mp4", "Video"), ("anim.gif", "GIF")):
+        assert re.search(rf'href="/files/{run.path.name}/{re.escape(name)}\?v=\d+" download="[^"]+">↓ {label}<', html), name
+    monkeypatch.setenv("ATELIER_APP_URL", "http://studio.local:9000/atelier/")
+    html = client_for(output, tmp_path).get(f"/runs/{run.path.name}").get_data(as_text=True)
+    assert f'href="http://studio.local:9000/atelier/?from={run.run_id}"' in html
+    app = gallery.create_app(output, cache_dir=tmp_path / "cache", app_url="https://box:8502")
+    assert app.test_client().get(f"/api/runs/{run.path.name}").get_json()["app_link"] == f"https://box:8502/?from={run.run_id}"
+    for bad in ("javascript:alert(1)", "localhost:8501", "http://x/?a=1"):
+        with pytest.raises(ValueError, match="app URL"):
+            gallery.create_app(output, cache_dir=tmp_path / "cache", app_url=bad)
+    assert gallery.main([str(output), "--app-url", "ftp://x"]) == 2
+
+
+def test_loss_chart_has_axes_and_one_curve_per_prompt(output, tmp_path):
+    one = make_run(output, "one prompt", stamp="20260101T000001")
+    one.append_metrics([{"step": i, "loss": 1.0 / (i + 1), "loss/one prompt": 1.0 / (i + 1)} for i in range(30)])
+    two = make_run(output, "a | b", stamp="20260101T000002")
+    two.append_metrics([{"step": i * 10, "loss": 3.0 - i / 10, "loss/a": 2.0 - i / 20, "loss/b": 1.0 - i / 20}
+                        for i in range(12)])
+    client = client_for(output, tmp_path)
+    html = client.get(f"/runs/{one.path.name}").get_data(as_text=True)
+    assert html.count("<polyline") == 1 and "<title>one prompt</title>" in html
+    assert '>step</text>' in html and '>loss</text>' in html
+    ticks = re.findall(r'<text class="tick"[^>]*>([^<]+)</text>', html)
+    assert {"0", "10", "20"} <= set(ticks) and "1" in ticks
+    chart = client.get(f"/api/runs/{two.path.name}").get_json()["chart"]
+    assert [s["label"] for s in chart["series"]] == ["total", "a", "b"]
+    assert [t["label"] for t in chart["xticks"]] == ["0", "50", "100"]
+    assert chart["series"][0]["first"] == 3.0 and chart["series"][2]["last"] == pytest.approx(0.45)
+
+
+# --- the index: one search box, failed runs, stars and hidden runs ------------------------------
+
+
+def test_one_search_box_finds_prompts_models_modes_and_status(output, tmp_path):
+    vq = make_run(output, "a quiet harbour", model={"vqgan": "imagenet_f16"}, stamp="20260101T000001")
+    sd = make_run(output, "a stormy sea", mode="diffusion", model={"name": "dreamshaper_8"}, stamp="20260101T000002")
+    failed = make_run(output, "a broken dream", status="failed", image_file=False, stamp="20260101T000003")
+    client = client_for(output, tmp_path)
+
+    def found(q):
+        return [r["run_id"] for r in client.get("/api/runs", query_string={"q": q}).get_json()["runs"]]
+
+    assert found("dreamshaper") == [sd.run_id]
+    assert found("diffusion stormy") == [sd.run_id]
+    assert found("imagenet") == [vq.run_id]
+    assert found("failed") == [failed.run_id]
+    assert found("dream") == [failed.run_id, sd.run_id]  # prompt word and model label prefix
+    html = client.get("/").get_data(as_text=True)
+    assert html.count('type="search"') == 1 and 'form="search"' in html
+
+
+def test_failed_runs_are_small_cards_with_their_error(output, tmp_path):
+    make_run(output, "fine")
+    failed = make_run(output, "too big", status="failed", image_file=False,
+                      error="Out of GPU memory at 2048x2048: try a smaller size. " + "x" * 400)
+    html = client_for(output, tmp_path).get("/").get_data(as_text=True)
+    card = html.split(f'data-run-id="{failed.run_id}"', 1)[1].split("</li>", 1)[0]
+    assert "compact" in html.split(f'data-run-id="{failed.run_id}"', 1)[0].rsplit("<li", 1)[1]
+    assert "<img" not in card and 'class="noimage"' not in card
+    assert "Out of GPU memory at 2048x2048: try a smaller size." in card and "…" in card
+
+
+def _mark(client, name: str, origin: str | None = "http://localhost", token: str | None = "", **fields):
+    token = client.application.extensions["run_index"].secret() if token == "" else token
+    headers = {"Origin": origin} if origin else {}
+    data = {**{k: str(int(v)) for k, v in fields.items()}, **({"token": token} if token else {})}
+    return client.post(f"/runs/{name}/mark", data=data, headers={**headers, "Accept": "application/json"})
+
+
+def test_star_and_hide_persist_across_restarts_and_index_rebuilds(output, tmp_path, monkeypatch):
+    starred = make_run(output, "a favourite", stamp="20260101T000001")
+    hidden = make_run(output, "a dud", stamp="20260101T000002")
+    plain = make_run(output, "plain", stamp="20260101T000003")
+    before = snapshot(output)
+    client = client_for(output, tmp_path)
+    assert _mark(client, starred.path.name, starred=True).get_json() == {
+        "folder": starred.path.name, "starred": True, "hidden": False}
+    assert _mark(client, hidden.path.name, hidden=True).status_code == 200
+
+    def ids(query="", client_=None):
+        return [r["run_id"] for r in (client_ or client).get(f"/api/runs?{query}").get_json()["runs"]]
+
+    def check(client_):
+        assert ids("", client_) == [plain.run_id, starred.run_id]          # hidden runs left out
+        assert ids("hidden=1", client_) == [plain.run_id, hidden.run_id, starred.run_id]
+        assert ids("starred=1", client_) == [starred.run_id]
+        runs_shown = client_.get("/api/runs?hidden=1").get_json()["runs"]
+        assert [(r["starred"], r["hidden"]) for r in runs_shown] == [(False, False), (False, True), (True, False)]
+
+    check(client)
+    check(client_for(output, tmp_path))                                   # a restart
+    monkeypatch.setattr("gallery_web.index.INDEX_VERSION", "rebuilt")     # a new index version: cache dropped
+    check(client_for(output, tmp_path))
+    (tmp_path / "cache" / "index.sqlite3").unlink()                       # the cache deleted by hand
+    check(client_for(output, tmp_path))
+    client = client_for(output, tmp_path)
+    _mark(client, hidden.path.name, hidden=False)
+    _mark(client, starred.path.name, starred=False)
+    assert ids() == [plain.run_id, hidden.run_id, starred.run_id] and ids("starred=1") == []
+    assert snapshot(output) == before                                    # run folders untouched
+
+
+def test_marks_are_post_only_and_refused_from_other_sites(output, tmp_path):
+    run = make_run(output, "guarded")
+    client = client_for(output, tmp_path)
+    name = run.path.name
+    assert client.get(f"/runs/{name}/mark").status_code == 405
+    assert client.get(f"/runs/{name}/mark?starred=1").status_code == 405
+    refused = [
+        _mark(client, name, origin="https://evil.example", starred=True),       # another site's form
+        _mark(client, name, origin="null", starred=True),                       # a sandboxed page
+        _mark(client, name, origin=None, starred=True),                         # no Origin, no Referer
+        _mark(client, name, token=None, starred=True),                          # no token
+        _mark(client, name, token="guessed", starred=True),                     # a wrong token
+        client.post(f"/runs/{name}/mark", data={"starred": "1", "token": client.application.extensions["run_index"].secret()},
+                    headers={"Origin": "http://evil.example"}, base_url="http://evil.example"),  # DNS rebinding
+        client.post(f"/runs/{name}/mark", data={"starred": "1"}, headers={"Referer": "https://evil.example/x"}),
+    ]
+    assert [r.status_code for r in refused] == [403] * len(refused)
+    assert "Refused" in refused[0].get_data(as_text=True)
+    assert client.get("/api/runs?starred=1").get_json()["total"] == 0
+    # the gallery's own page: Origin or (without one) Referer is its own address
+    ok = client.post(f"/runs/{name}/mark", data={"starred": "1", "token": client.application.extensions["run_index"].secret(),
+                                                "next": "//evil.example/"},
+                     headers={"Referer": f"http://localhost/runs/{name}"})
+    assert ok.status_code == 303 and ok.headers["Location"].endswith(f"/runs/{name}")  # never to another site
+    assert client.get("/api/runs?starred=1").get_json()["total"] == 1
+    token = client.application.extensions["run_index"].secret()
+    bad = client.post(f"/runs/{name}/mark", data={"starred": "maybe", "token": token}, headers={"Origin": "http://localhost"})
+    assert bad.status_code == 400 and "starred must be 1 or 0" in bad.get_data(as_text=True)
+    assert client.post(f"/runs/{name}/mark", data={"token": "x"}, headers={"Origin": "http://localhost"}).status_code == 403
+    assert _mark(client, "nope", starred=True).status_code == 404
+
+
+def test_kiosk_shows_walk_videos_never_progress_videos_and_honours_starred(output, tmp_path):
+    sd = make_run(output, "sd run", mode="diffusion", stamp="20260101T000001")
+    vq = make_run(output, "vqgan run", stamp="20260101T000002")
+    walk = make_run(output, "a walk", mode="walk", stamp="20260101T000003")
+    hidden = make_run(output, "hidden", stamp="20260101T000004")
+    for run in (sd, vq, walk):
+        run.file(runs.ANIM).write_bytes(b"\x00\x00\x00\x18ftypmp42")
+        run.update(progress={"step": 20, "total": 20})
+    client = client_for(output, tmp_path)
+    _mark(client, hidden.path.name, hidden=True)
+    slides = {s["run_id"]: s for s in client.get("/api/slides").get_json()["slides"]}
+    assert set(slides) == {sd.run_id, vq.run_id, walk.run_id}
+    assert slides[sd.run_id]["video_url"] is None and slides[vq.run_id]["video_url"] is None
+    assert "anim.mp4" in slides[walk.run_id]["video_url"]
+    assert all(s["image_url"] for s in slides.values())
+    _mark(client, vq.path.name, starred=True)
+    assert [s["run_id"] for s in client.get("/api/slides?starred=1").get_json()["slides"]] == [vq.run_id]
+    assert 'data-slides-url="/api/slides?starred=1"' in client.get("/kiosk?starred=1").get_data(as_text=True)
+    kiosk = client_for(output, tmp_path, kiosk=True, kiosk_starred=True)
+    assert 'data-slides-url="/api/slides?starred=1"' in kiosk.get("/").get_data(as_text=True)
+    assert [s["run_id"] for s in kiosk.get("/api/slides").get_json()["slides"]] == [vq.run_id]
+    assert gallery.build_parser().parse_args([str(output), "--kiosk", "--starred"]).starred
