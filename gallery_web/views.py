@@ -177,9 +177,9 @@ def _lineage_link(row) -> dict | None:
 def _key_settings(detail: dict, details: dict, settings: dict) -> list[dict]:
     """The settings that decide the look, first on the page: [{"key", "label", "value"}]."""
     found = [{"key": "prompt", "label": "Prompt", "value": detail["prompt"]}]
-    if detail["model"]:
-        found.append({"key": "model", "label": "Model", "value": detail["model"]})
     for label, keys, modes in KEY_SETTINGS:
+        if label == "Seed" and detail["model"]:
+            found.append({"key": "model", "label": "Model", "value": detail["model"]})
         if modes and detail["mode"] not in modes:
             continue
         key = next((k for k in keys if settings.get(k) not in (None, "", [])), None)

@@ -496,7 +496,7 @@ def _rows(html: str, section: str) -> list[str]:
 def test_run_page_shows_key_settings_first_and_hides_internal_fields(output, tmp_path):
     run, text = _sd_batch_run(output)
     html = client_for(output, tmp_path).get(f"/runs/{run.path.name}").get_data(as_text=True)
-    assert _rows(html, "key-settings") == ["Prompt", "Model", "Negative prompt", "Seed", "Size", "Steps",
+    assert _rows(html, "key-settings") == ["Prompt", "Negative prompt", "Model", "Seed", "Size", "Steps",
                                            "Sampler", "CFG scale", "Batch", "Duration"]
     assert "<td>1 min 05 s</td>" in html and "<td>64×64</td>" in html and "<td>Euler a</td>" in html
     assert html.index('class="key-settings"') < html.index('<details class="more">')
