@@ -307,8 +307,14 @@ def _refuse_cross_site(config: dict, index: RunIndex) -> None:
     token = request.headers.get("X-Gallery-Token") or request.form.get("token", "")
     if not token or token != index.secret():
         abort(403, "Refused: the page is out of date or not the gallery's own; reload it and try again.")
-    if str(config.get("host")) in LOOPBACK_NAMES and request.host.rsplit(":", 1)[0].lower() not in LOOPBACK_NAMES:
+    if str(config.get("host")) in LOOPBACK_NAMES and _host_name(request.host) not in LOOPBACK_NAMES:
         abort(403, f"Refused: the gallery listens on this machine only, not as {request.host!r}.")
+
+
+def _host_name(host: str) -> str:
+    """'localhost:5000' -> 'localhost', '[::1]:5000' -> '[::1]'."""
+    host = host.lower()
+    return host[:host.index("]") + 1] if host.startswith("[") and "]" in host else host.split(":", 1)[0]
 
 
 def _local_next(target: str | None) -> str | None:
