@@ -41,6 +41,7 @@ KEY_SETTINGS = (
     ("Task", ("task",), ("diffusion",)),
     ("Denoising strength", ("strength",), ("diffusion",)),
 )
+NAMED_BY_FILE = {"vae", "upscaler", "hires_upscaler", "lora"}  # path values shown by their file name only
 _PATHLIKE = re.compile(r"^(/|~|[A-Za-z]:[\\/])")
 
 
@@ -222,9 +223,17 @@ def _other_settings(settings: dict, key_settings: list[dict]) -> list[tuple[str,
         if key in shown or key in INTERNAL_KEYS or key.endswith(("_path", "_dir", "_file")) or value in (None, "", [], {}):
             continue
         if isinstance(value, str) and _PATHLIKE.match(value):
-            continue
+            if key not in NAMED_BY_FILE:
+                continue
+            value = _file_name(value)  # a VAE or upscaler file: its name says which, its folder is private
+        if isinstance(value, list):
+            value = [_file_name(v) if isinstance(v, str) and _PATHLIKE.match(v) else v for v in value]
         rows.append((key, _shown(value)))
     return rows
+
+
+def _file_name(path: str) -> str:
+    return re.split(r"[\\/]", path.rstrip("/\\"))[-1]
 
 
 def _duration_s(details: dict) -> float | None:

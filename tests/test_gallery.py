@@ -350,7 +350,8 @@ def test_thumbnails_prefer_thumb_jpg_and_are_cached(output, tmp_path):
     assert client.get(url).data == first.data and made[0].stat().st_mtime_ns == mtime
 
 
-def test_pages_use_no_external_assets(output, tmp_path):
+def test_pages_use_no_external_assets(output, tmp_path, monkeypatch):
+    monkeypatch.delenv("ATELIER_APP_URL", raising=False)
     run = make_run(output, "offline")
     client = client_for(output, tmp_path)
     for url in ("/", f"/runs/{run.run_id}", "/kiosk"):
@@ -475,7 +476,8 @@ def _sd_batch_run(output: Path, **extra):
     request = {"prompt": "a red fox in snow", "negative": "blurry", "steps": 20, "cfg": 6.5, "seed": 7,
                "scheduler": "Euler a", "size": [64, 64], "batch_size": 2, "clip_skip": 2,
                "init_image": "/home/someone/private/init.png", "size_requested": [60, 60],
-               "preview_decoder": "taesd", "demo": True}
+               "preview_decoder": "taesd", "demo": True, "vae": "/home/someone/vae/kl-f8.safetensors",
+               "lora": ["/home/someone/lora/ink.safetensors:0.8"]}
     text = "a red fox in snow\nNegative prompt: blurry\nSteps: 20, Sampler: Euler a, CFG scale: 6.5, Seed: 7, Size: 64x64"
     from PIL import Image
     media.save_png(Image.new("RGB", (64, 64), "orange"), run.file(runs.OUTPUT), text)
@@ -504,7 +506,8 @@ def test_run_page_shows_key_settings_first_and_hides_internal_fields(output, tmp
     assert "clip_skip" in rest and "steps" not in rest and "cfg" not in rest
     for internal in ("size_requested", "preview_decoder", "owner", "init_image", "demo", "location"):
         assert internal not in rest and f"<th>{internal}" not in html, internal
-    assert "/home/someone/private" not in html and "/m/sd.safetensors" not in html
+    assert "/home/someone" not in html and "/m/sd.safetensors" not in html
+    assert "<td>kl-f8.safetensors</td>" in html and "ink.safetensors:0.8" in html  # named by their files
     assert "Learning rate" not in html  # a VQGAN setting, not Stable Diffusion's
 
 
@@ -549,6 +552,7 @@ def test_copy_buttons_carry_the_prompt_and_the_png_parameters_text(output, tmp_p
 
 
 def test_open_in_app_link_and_downloads(output, tmp_path, monkeypatch):
+    monkeypatch.delenv("ATELIER_APP_URL", raising=False)
     run = make_run(output, "with a video")
     run.file(runs.ANIM).write_bytes(b"\x00\x00\x00\x18ftypmp42")
     run.file(runs.GIF).write_bytes(b"GIF89a")

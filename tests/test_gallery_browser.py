@@ -162,7 +162,8 @@ def test_kiosk_plays_the_mp4_then_moves_on(serve, page, tmp_path):
     assert page.locator("#stage .layer.visible img").count() == 1
 
 
-def test_run_page_copy_star_and_chart(serve, browser, tmp_path):
+def test_run_page_copy_star_and_chart(serve, browser, tmp_path, monkeypatch):
+    monkeypatch.delenv("ATELIER_APP_URL", raising=False)
     output = tmp_path / "output"
     run, text = _sd_batch_run(output)
     run.append_metrics([{"step": i, "loss": 1.5 / (i + 1) + 0.3, "loss/a red fox in snow": 1.5 / (i + 1) + 0.3}
@@ -199,6 +200,16 @@ def test_run_page_copy_star_and_chart(serve, browser, tmp_path):
         page.locator("details.more summary").click()
         assert page.locator("pre.parameters").inner_text() == text
         shot(page, "run-page-details-open")
+        # Without navigator.clipboard (a page opened over plain http from another machine): the fallback
+        bare = context.new_page()
+        bare.add_init_script("Object.defineProperty(Navigator.prototype, 'clipboard', {get: () => undefined});"
+                             "document.addEventListener('copy', () => { window.copied = String(getSelection()) ||"
+                             " document.activeElement.value; });")
+        bare.goto(f"{base}/runs/{run.path.name}")
+        bare.get_by_role("button", name="Copy parameters").click()
+        bare.wait_for_function("() => window.copied !== undefined")
+        assert bare.evaluate("() => window.copied") == text
+        assert bare.locator("button.copy.copied").count() == 1
     finally:
         context.close()
 
