@@ -680,6 +680,7 @@ def test_marks_are_post_only_and_refused_from_other_sites(output, tmp_path):
         client.post(f"/runs/{name}/mark", data={"starred": "1"}, headers={"Referer": "https://evil.example/x"}),
     ]
     assert [r.status_code for r in refused] == [403] * len(refused)
+    assert all(r.headers["X-Content-Type-Options"] == "nosniff" for r in refused)
     assert "Refused" in refused[0].get_data(as_text=True)
     assert client.get("/api/runs?starred=1").get_json()["total"] == 0
     # the gallery's own page: Origin or (without one) Referer is its own address
