@@ -666,8 +666,8 @@ def _from_legacy(path: Path, raw: dict) -> dict:
                     if entry.name.startswith(("init-image", "image-prompt"))
                     and entry.is_file(follow_symlinks=False))
     timing = {}
-    if started and finished:
-        timing["generate_s"] = (datetime.fromisoformat(finished) - datetime.fromisoformat(started)).total_seconds()
+    if started and finished:  # whole seconds: that is all its times hold
+        timing["generate_s"] = int((datetime.fromisoformat(finished) - datetime.fromisoformat(started)).total_seconds())
     guided = "diffusion_method" in raw or ("ckpt" in raw and "vqgan_ckpt" not in raw)
     return {
         "schema": 0, "legacy": True, "run_id": _legacy_run_id(path, raw),
@@ -699,10 +699,13 @@ def _legacy_run_id(path: Path, raw: dict) -> str:
 
 
 def _legacy_model(raw: dict, guided: bool) -> dict:
+    """The models it recorded (none before 2021-09-05); unrecorded ones are left out, not shown as None."""
     if guided:
-        return {"diffusion": _text_or_none(raw.get("ckpt")) or _text_or_none(raw.get("diffusion_method"))}
-    return {"vqgan": _text_or_none(raw.get("vqgan_ckpt")) or _text_or_none(raw.get("model")),
-            "clip": _text_or_none(raw.get("clip_model"))}
+        found = {"diffusion": _text_or_none(raw.get("ckpt")) or _text_or_none(raw.get("diffusion_method"))}
+    else:
+        found = {"vqgan": _text_or_none(raw.get("vqgan_ckpt")) or _text_or_none(raw.get("model")),
+                 "clip": _text_or_none(raw.get("clip_model"))}
+    return {k: v for k, v in found.items() if v}
 
 
 def _legacy_status(path: Path, steps: int | None, planned: int | None) -> str:
