@@ -353,7 +353,7 @@ def rerun_refusal(record: "RunRecord") -> str | None:
     if record.legacy:
         return (f"{record.name} was made by the original vqgan-clip-app, which did not record "
                 "everything needed to remake it.")
-    if not record.mode or not request_of(record.details):
+    if not record.mode or not rerun_request(Run(record.path, record.as_details())):
         return f"{record.name}/details.json has no mode or parameters to rerun."
     return None
 
