@@ -321,8 +321,13 @@ def rerun_request(run: Run) -> dict:
     The person's request, as given, so a rewritten prompt is rewritten again rather than twice
     and a size is rounded again from what was asked; with the recorded seed and models, the
     inputs/ copies of given files (found in this folder even after it moved) and, for a
-    continued run, its parent found by run id in the same output folder.
+    continued run, its parent found by run id in the same output folder. A folder of the original
+    vqgan-clip-app: its recorded settings mapped onto a VQGAN+CLIP request (``legacy_rerun``).
     """
+    if run.details.get("legacy"):
+        from . import legacy_rerun
+
+        return legacy_rerun.request(run.record)
     details, request = run.details, request_of(run.details)
     resolved = resolved_of(details)
     for key in PINNED + INPUT_FILES:
@@ -351,8 +356,9 @@ def rerun_refusal(record: "RunRecord") -> str | None:
         return (f"{record.name} is a CLIP-guided diffusion run of the original vqgan-clip-app, "
                 "and Atelier has no guided-diffusion engine to make it again.")
     if record.legacy:
-        return (f"{record.name} was made by the original vqgan-clip-app, which did not record "
-                "everything needed to remake it.")
+        from . import legacy_rerun  # its own module: what the original app fixed in code, by version
+
+        return legacy_rerun.refusal(record)
     if not record.mode or not rerun_request(Run(record.path, record.as_details())):
         return f"{record.name}/details.json has no mode or parameters to rerun."
     return None

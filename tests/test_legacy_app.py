@@ -15,6 +15,11 @@ from logic.commands.rerun import rerun_params
 from logic.errors import UserError
 
 BY_NAME = {layout.name: layout for layout in LAYOUTS}
+# VQGAN runs that recorded their model and size, started from nothing it failed to keep, and neither
+# continued a run nor scrolled/zoomed: these can be made again here.
+REMAKEABLE = {"20210905T090000", "20210905T094500", "20210920T080000", "20210920T211500-Qm-x_3aB",
+              "20210925T220000-tR7_aQ2w", "20210926T100000-AAAAbbbb", "20210928T120000-b1gS33d_",
+              "20211011T183000-InPuT5ab", "20211014T070000-mse_WT01", "20211024T230000-tvLoSs-1"}
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +90,7 @@ def test_gallery_lists_every_layout_with_its_date_and_model(client):
 
 
 @pytest.mark.parametrize("name", list(BY_NAME))
-def test_run_page_shows_date_times_and_no_rerun_command(client, name):
+def test_run_page_shows_date_times_and_a_rerun_only_where_it_can_be_made(client, name):
     expected = BY_NAME[name].expected
     page = client.get(f"/runs/{name}")
     html = page.get_data(as_text=True)
@@ -96,8 +101,12 @@ def test_run_page_shows_date_times_and_no_rerun_command(client, name):
     for key in ("started", "finished"):
         if key in expected:
             assert f"<th>{key}</th><td>{_local(expected[key])}</td>" in html
-    assert "python -m logic rerun" not in html
     detail = client.get(f"/api/runs/{name}").get_json()
+    if name in REMAKEABLE:
+        assert detail["rerun_refusal"] is None and f"python -m logic rerun " in html
+        assert detail["rerun_command"].endswith(name)
+        return
+    assert "python -m logic rerun" not in html
     assert detail["rerun_command"] is None and detail["rerun_refusal"] in html.replace("&#39;", "'")
     if expected.get("guided"):
         assert "guided-diffusion engine" in detail["rerun_refusal"]
@@ -115,7 +124,7 @@ def test_continued_runs_link_to_their_parents_both_ways(client):
 
 
 def test_rerun_refuses_with_the_same_sentence_the_gallery_shows(output, client):
-    for name in ("20211104T200000-d1FfUs10", "20210926T100000-AAAAbbbb"):
+    for name in set(BY_NAME) - REMAKEABLE:
         with pytest.raises(UserError) as refused:
             rerun_params(output / name)
         assert str(refused.value) == client.get(f"/api/runs/{name}").get_json()["rerun_refusal"]
@@ -128,3 +137,32 @@ def test_a_run_made_here_still_offers_its_rerun_command(tmp_path):
     app = gallery.create_app(out, cache_dir=tmp_path / "cache", refresh_s=0)
     detail = app.test_client().get(f"/api/runs/{run.path.name}").get_json()
     assert detail["rerun_command"].startswith("python -m logic rerun") and detail["rerun_refusal"] is None
+
+
+def test_a_remakeable_run_maps_onto_a_valid_vqgan_request(output):
+    from logic.engines.vqgan_clip import build_spec
+
+    mode, params, run_id = rerun_params(output / "20211011T183000-InPuT5ab")
+    folder = output / "20211011T183000-InPuT5ab"
+    assert (mode, run_id) == ("vqgan", "InPuT5ab")
+    assert params == {"prompt": "a portrait in ink", "vqgan": "vqgan_imagenet_f16_16384", "size": [320, 256],
+                      "steps": 300, "seed": 3, "clip": "ViT-B-32:openai", "lr": 0.05, "optimiser": "Adam",
+                      "cutn": 64, "cut_pow": 1.0, "cut_method": "random", "augment": False,
+                      "init_image": str(folder / "init-image.JPEG"),
+                      "image_prompts": [{"path": str(folder / "image-prompt-0.JPEG")},
+                                        {"path": str(folder / "image-prompt-1.JPEG")}]}
+    spec = build_spec({**params, "demo": True})  # every setting checked by the engine (demo models)
+    assert spec.cutn == 64 and spec.lr == 0.05 and spec.seed == 3 and len(spec.image_prompts) == 2
+    with pytest.raises(UserError, match="download-weights.sh"):
+        build_spec(params)  # without the VQGAN the run names: how to get it
+
+
+def test_mapping_takes_loss_weights_planned_steps_and_drops_a_64_bit_seed(output):
+    _, mse, _ = rerun_params(output / "20211014T070000-mse_WT01")
+    assert (mse["steps"], mse["mse_weight"], mse["mse_decay"], mse["mse_decay_every"]) == (300, 0.5, 0.1, 50)
+    _, tv, _ = rerun_params(output / "20211024T230000-tvLoSs-1")
+    assert tv["tv_weight"] == 0.001
+    _, endless, _ = rerun_params(output / "20210920T080000")
+    assert endless["steps"] == 250 and endless["seed"] == 7  # it ran until stopped, at step 250
+    _, big, _ = rerun_params(output / "20210928T120000-b1gS33d_")
+    assert "seed" not in big and big["vqgan"] == "coco"
