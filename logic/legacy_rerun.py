@@ -4,7 +4,9 @@ Its details.json records the prompt, size, steps, seed, VQGAN and loss weights; 
 record was fixed in its code in every version (github.com/tnwei/vqgan-clip-app, logic.py): CLIP
 ViT-B/32, Adam with step size 0.05, 64 cutouts with cut_pow 1, the notebook's augmentations only
 when ``use_cutout_augmentations`` is recorded. Atelier's VQGAN+CLIP follows its losses (docs/vqgan.md),
-so the same settings make a like image, not the same pixels (the random streams differ).
+so the same settings make a like image, not the same pixels (the random streams differ). Between
+2021-10-16 and 2021-10-24 it applied a TV loss without recording its weight: those runs are made
+again without one.
 
 Runs it cannot be made from are refused with the reason: no VQGAN recorded (before 2021-09-05), a
 continued run (its parent's latent was not kept), scrolling/zooming (its transforms have no exact
