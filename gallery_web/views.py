@@ -155,10 +155,22 @@ def run_detail(index, row, output_dir: Path, config: dict | None = None) -> dict
         "parent": _lineage_link(index.get(row["parent_run_id"])) if row["parent_run_id"] else None,
         "children": [_lineage_link(child) for child in index.children(row["run_id"])],
         "curves": detail["chart"]["series"] if detail["chart"] else [],
-        "rerun_command": f"python -m logic rerun {shlex.quote(str(run_dir))}",
+        "rerun_command": _rerun_command(run_dir, details),
+        "rerun_refusal": _rerun_refusal(run_dir, details),
         "version": row["mtime_ns"],
     })
     return detail
+
+
+def _rerun_refusal(run_dir: Path, details: dict) -> str | None:
+    return runs.rerun_refusal(runs.record_from_details(run_dir, details))
+
+
+def _rerun_command(run_dir: Path, details: dict) -> str | None:
+    """The command that makes the run again; None where that command would refuse it."""
+    if _rerun_refusal(run_dir, details):
+        return None
+    return f"python -m logic rerun {shlex.quote(str(run_dir))}"
 
 
 def _inputs(name: str, run_dir: Path, details: dict) -> list[dict]:

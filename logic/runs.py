@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import os
+import re
 import secrets
 import socket
 import stat
@@ -320,8 +321,13 @@ def rerun_request(run: Run) -> dict:
     The person's request, as given, so a rewritten prompt is rewritten again rather than twice
     and a size is rounded again from what was asked; with the recorded seed and models, the
     inputs/ copies of given files (found in this folder even after it moved) and, for a
-    continued run, its parent found by run id in the same output folder.
+    continued run, its parent found by run id in the same output folder. A folder of the original
+    vqgan-clip-app: its recorded settings mapped onto a VQGAN+CLIP request (``legacy_rerun``).
     """
+    if run.details.get("legacy"):
+        from . import legacy_rerun
+
+        return legacy_rerun.request(run.record)
     details, request = run.details, request_of(run.details)
     resolved = resolved_of(details)
     for key in PINNED + INPUT_FILES:
@@ -339,6 +345,23 @@ def rerun_request(run: Run) -> dict:
     if request.get("continue_from") or resolved.get("continue_from"):
         request["continue_from"] = _parent_folder(run, resolved.get("continue_from") or request["continue_from"])
     return request
+
+
+def rerun_refusal(record: "RunRecord") -> str | None:
+    """Why a rerun of this run is refused (one sentence), or None when it can be made again.
+
+    The one answer for ``python -m logic rerun`` and for the gallery, which offers no rerun
+    command for a run the command would refuse."""
+    if record.legacy and record.mode == LEGACY_GUIDED:
+        return (f"{record.name} is a CLIP-guided diffusion run of the original vqgan-clip-app, "
+                "and Atelier has no guided-diffusion engine to make it again.")
+    if record.legacy:
+        from . import legacy_rerun  # its own module: what the original app fixed in code, by version
+
+        return legacy_rerun.refusal(record)
+    if not record.mode or not rerun_request(Run(record.path, record.as_details())):
+        return f"{record.name}/details.json has no mode or parameters to rerun."
+    return None
 
 
 def _relocated_input(run: Run, path: str) -> str:
@@ -450,7 +473,9 @@ def _load_details(path: Path) -> dict | None:
         raise MalformedRun("the run folder is a symbolic link, which is not followed")
     data = _read_regular(path / DETAILS, MAX_DETAILS_BYTES)
     if data is None:
-        return None
+        data = _legacy_details_txt(path)
+        if data is None:
+            return None
     try:
         raw = json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
     except RecursionError:
@@ -458,7 +483,9 @@ def _load_details(path: Path) -> dict | None:
     except UnicodeDecodeError:
         raise MalformedRun("details.json is not UTF-8 text") from None
     except ValueError as exc:
-        raise MalformedRun(f"details.json is unreadable: not valid JSON ({exc})") from None
+        raw = _salvaged_legacy(path, data)
+        if raw is None:
+            raise MalformedRun(f"details.json is unreadable: not valid JSON ({exc})") from None
     if not isinstance(raw, dict):
         raise MalformedRun(f"details.json holds a {type(raw).__name__}, not an object")
     if not _depth_at_most(raw, MAX_DEPTH):
@@ -589,39 +616,133 @@ def is_regular_file(path: Path) -> bool:
         return False
 
 
+# The original vqgan-clip-app (github.com/tnwei/vqgan-clip-app, 2021-22) named its folders by a
+# local time, "20210808T101500" until 2021-09-20 and "20210920T101500-<run_id>" after (the run id
+# is URL-safe base64, so it may hold "-" and "_"). Its details.json grew over its history: see
+# tests/legacy_app_layouts.py for every shape it wrote.
+_LEGACY_NAME = re.compile(r"(\d{8}T\d{6})(?:-(.+))?")
+_LEGACY_TIME = "%Y%m%dT%H%M%S"
+LEGACY_GUIDED = "guided-diffusion"  # its diffusion_app.py: CLIP-guided diffusion, no engine here
+
+
+def _legacy_image(path: Path) -> str | None:
+    return next((name for name in _LEGACY_IMAGES if is_regular_file(path / name)), None)
+
+
+def _legacy_details_txt(path: Path) -> bytes | None:
+    """details.txt: what its first versions wrote for a run stopped early (a finished one got
+    details.json). Read only beside an original-app image, so no other folder gains a second file."""
+    if _legacy_image(path) is None:
+        return None
+    return _read_regular(path / "details.txt", MAX_DETAILS_BYTES)
+
+
+def _salvaged_legacy(path: Path, data: bytes) -> dict | None:
+    """The keys before the cut in a details.json the original app left half written.
+
+    Its version of 2021-09-25 passed datetimes to json.dump, which raised after writing every key
+    up to ``"start_time": ``; the image and video were already saved. Only such a file beside an
+    original-app image is read this way: a JSON object cut after a comma, closed again."""
+    if _legacy_image(path) is None:
+        return None
+    text = data.decode("utf-8", errors="replace").rstrip()
+    if not (text.startswith("{") and text.endswith(":") and ",\n" in text):
+        return None
+    try:
+        raw = json.loads(text[:text.rindex(",\n")] + "\n}", parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(raw, dict) or "schema" in raw:
+        return None
+    log.info("Reading %s: its details.json was cut short when written; showing the keys before the cut", path)
+    return raw
+
+
 def _from_legacy(path: Path, raw: dict) -> dict:
     """Map a folder written by the original vqgan-clip-app onto the current schema."""
-    image = next((name for name in _LEGACY_IMAGES if is_regular_file(path / name)), None)
+    image = _legacy_image(path)
     if image is None:
         raise MalformedRun("legacy run without an output image")
     prompt = raw.get("text_input") or raw.get("prompt") or ""
     if not isinstance(prompt, str):
         raise MalformedRun(f"details.json has the prompt as {_json_type(prompt)}, not text")
-    steps = raw.get("num_steps") if _is_instance(raw.get("num_steps"), (int,)) else None
-    stamp = path.name.split("_")[0]
+    steps, planned = (_int_or_none(raw.get(k)) for k in ("num_steps", "planned_num_steps"))
+    started, finished = (_legacy_time(raw.get(k)) for k in ("start_time", "end_time"))
     inputs = sorted(entry.name for entry in os.scandir(path)
                     if entry.name.startswith(("init-image", "image-prompt"))
                     and entry.is_file(follow_symlinks=False))
+    timing = {}
+    if started and finished:  # whole seconds: that is all its times hold
+        timing["generate_s"] = int((datetime.fromisoformat(finished) - datetime.fromisoformat(started)).total_seconds())
+    guided = "diffusion_method" in raw or ("ckpt" in raw and "vqgan_ckpt" not in raw)
     return {
-        "schema": 0, "legacy": True, "run_id": path.name, "mode": "vqgan",
-        "status": DONE, "created": _legacy_created(stamp, path), "prompt": prompt,
-        "params": {k: v for k, v in raw.items() if k != "text_input"},
-        "model": {"vqgan": _text_or_none(raw.get("model")), "clip": _text_or_none(raw.get("clip_model"))},
-        "seed": raw.get("seed") if _is_instance(raw.get("seed"), (int,)) else None, "output_image": image,
-        "legacy_inputs": inputs, "progress": {"step": steps, "total": steps},
+        "schema": 0, "legacy": True, "run_id": _legacy_run_id(path, raw),
+        "mode": LEGACY_GUIDED if guided else "vqgan", "status": _legacy_status(path, steps, planned),
+        "created": _legacy_created(path, started), "started": started, "finished": finished,
+        "prompt": prompt, "params": {k: v for k, v in raw.items() if k != "text_input"},
+        "model": _legacy_model(raw, guided), "parent_run_id": _text_or_none(raw.get("prev_run_id")),
+        "seed": _int_or_none(raw.get("seed")), "output_image": image, "timing": timing,
+        "legacy_inputs": inputs,
+        "progress": {"step": steps, "total": planned if planned and planned > 0 else steps},
     }
 
 
+def _int_or_none(value) -> int | None:
+    return value if _is_instance(value, (int,)) else None
+
+
 def _text_or_none(value) -> str | None:
-    return value if isinstance(value, str) else None
+    return value if isinstance(value, str) and value else None
 
 
-def _legacy_created(stamp: str, path: Path) -> str:
-    for fmt in ("%Y%m%dT%H%M%S", "%Y%m%dT%H%M%S%f"):
-        try:
-            return datetime.strptime(stamp, fmt).astimezone().isoformat(timespec="seconds")
-        except ValueError:
-            continue
+def _legacy_run_id(path: Path, raw: dict) -> str:
+    """Its recorded run_id (what a continued run names as prev_run_id), else the folder's."""
+    recorded = _text_or_none(raw.get("run_id"))
+    if recorded and "/" not in recorded:
+        return recorded
+    match = _LEGACY_NAME.fullmatch(path.name)
+    return match.group(2) if match and match.group(2) else path.name
+
+
+def _legacy_model(raw: dict, guided: bool) -> dict:
+    """The models it recorded (none before 2021-09-05); unrecorded ones are left out, not shown as None."""
+    if guided:
+        found = {"diffusion": _text_or_none(raw.get("ckpt")) or _text_or_none(raw.get("diffusion_method"))}
+    else:
+        found = {"vqgan": _text_or_none(raw.get("vqgan_ckpt")) or _text_or_none(raw.get("model")),
+                 "clip": _text_or_none(raw.get("clip_model"))}
+    return {k: v for k, v in found.items() if v}
+
+
+def _legacy_status(path: Path, steps: int | None, planned: int | None) -> str:
+    """Stopped when it ended before its planned steps (-1: it ran until stopped) or wrote the
+    stop path's details.txt; done otherwise."""
+    if not is_regular_file(path / DETAILS) and is_regular_file(path / "details.txt"):
+        return STOPPED
+    if planned is not None and (planned < 0 or (steps is not None and steps < planned)):
+        return STOPPED
+    return DONE
+
+
+def _legacy_time(value) -> str | None:
+    """Its start_time/end_time ("20210926T101112", local time) as ISO 8601 with the offset."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.strptime(value, _LEGACY_TIME).astimezone().isoformat(timespec="seconds")
+    except ValueError:
+        return None
+
+
+def _legacy_created(path: Path, started: str | None) -> str:
+    """The time in the folder name (when the run started; before 2021-09-25, when it was saved),
+    else its start_time, else the folder's modification time."""
+    match = _LEGACY_NAME.match(path.name)
+    if match:
+        with contextlib.suppress(ValueError):
+            return datetime.strptime(match.group(1), _LEGACY_TIME).astimezone().isoformat(timespec="seconds")
+    if started:
+        return started
     return datetime.fromtimestamp(path.stat().st_mtime).astimezone().isoformat(timespec="seconds")
 
 

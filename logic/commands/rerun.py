@@ -29,13 +29,10 @@ def rerun_params(run_dir: Path | str) -> tuple[str, dict, str]:
     """(mode, params, run_id) of a run: its request, with the recorded seed, models and inputs."""
     run = runs.open_run(run_dir)
     record = run.record  # checked: every field has its type
-    if record.legacy:
-        raise UserError(f"{record.name} was made by the original vqgan-clip-app, which did not record "
-                        "everything needed to remake it.")
-    mode, params = record.mode, runs.rerun_request(run)
-    if not mode or not params:
-        raise UserError(f"{record.name}/details.json has no mode or parameters to rerun.")
-    return mode, params, record.run_id
+    refusal = runs.rerun_refusal(record)
+    if refusal:
+        raise UserError(refusal)
+    return record.mode, runs.rerun_request(run), record.run_id
 
 
 def run_rerun(args) -> int:

@@ -265,6 +265,12 @@ def _load_safetensors(path: Path, map_location) -> dict[str, Any]:
 
 def check_safetensors_header(path: Path | str) -> None:
     """Refuse a .safetensors file whose header lies (length past the end, offsets out of range, huge)."""
+    read_safetensors_header(path)
+
+
+def read_safetensors_header(path: Path | str) -> dict[str, Any]:
+    """The checked header of a .safetensors file: tensor name -> {dtype, shape, data_offsets}, and
+    ``__metadata__``; reads the header only, never the weights (UserError when it lies)."""
     path = Path(path)
     size = path.stat().st_size
     with open(path, "rb") as handle:
@@ -282,6 +288,7 @@ def check_safetensors_header(path: Path | str) -> None:
     for name, entry in header.items():
         if name != "__metadata__" and not _tensor_entry_fits(entry, data_size):
             raise _bad_safetensors(path, f"the tensor {str(name)[:60]!r} lies outside the file or has the wrong size")
+    return header
 
 
 def _tensor_entry_fits(entry: Any, data_size: int) -> bool:
