@@ -27,6 +27,10 @@ def resolve_device(name: str | None) -> str:
     raise UserError(f"Unknown device {name!r}: use cpu, cuda or cuda:N.")
 
 
+def has_cuda() -> bool:
+    return torch.cuda.is_available()
+
+
 def free_memory() -> None:
     """Return cached memory to the system after a run or a model switch."""
     gc.collect()
