@@ -14,6 +14,7 @@ import logging
 import streamlit as st
 
 from logic import devices, estimate, queue, runs, settings
+from logic.engines import get_engine
 from logic.errors import UserError
 from logic.models.catalog import has_real_vqgan, installed_sd_models, sd_setup_hint, setup_hint
 from ui import MODES, live
@@ -112,8 +113,20 @@ def run_estimate(mode: str, params: dict) -> estimate.Estimate | None:
     return estimate.estimate_run(mode, params, settings.output_dir(), device)
 
 
+def input_is_valid(mode: str, params: dict) -> bool:
+    """Bad input is named at once, before any question about the run (the queue checks again)."""
+    try:
+        get_engine(mode).build_spec({k: v for k, v in params.items() if k != "device"})
+    except UserError as exc:
+        st.error(str(exc))
+        return False
+    return True
+
+
 def submit(mode: str, params: dict) -> None:
     """The sidebar's Run: artist matching and long runs are confirmed first, others are queued."""
+    if not input_is_valid(mode, params):
+        return
     if mode in ARTIST_MODES and st.session_state.get(f"{mode}_match_artist"):
         st.session_state.pending = (mode, params)
         return

@@ -23,7 +23,7 @@ HISTORY_MATCHES = 5       # the median of this many matching runs is used
 # of images made at once). Measured roughly: a laptop CPU with 4 cores, a mid-range CUDA GPU.
 ROUGH = {
     ("cpu", "vqgan", False): (0.8, 25.0),
-    ("cpu", "vqgan", True): (0.05, 2.0),
+    ("cpu", "vqgan", True): (0.5, 2.0),
     ("cpu", "sd", False): (0.3, 20.0),
     ("cpu", "sd", True): (0.02, 0.5),
     ("cuda", "vqgan", False): (0.05, 0.6),
