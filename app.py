@@ -194,9 +194,9 @@ def show_finished(state) -> None:
         live.show_recent(settings.output_dir())
         return
     sidebar_mode = st.session_state.get("mode")
-    if state.mode != sidebar_mode:
-        st.caption(f"The last run was a {title_of(state.mode)} run; the sidebar is set for {title_of(sidebar_mode)}.")
-    params = live.show_result(state, title_of(state.mode))
+    note = (f"The last run was a {title_of(state.mode)} run; the sidebar is set for {title_of(sidebar_mode)}."
+            if state.mode != sidebar_mode else None)
+    params = live.show_result(state, title_of(state.mode), note)
     follow_up = getattr(UI.get(state.mode), "result_actions", None)
     if follow_up:
         params = follow_up(state.run_dir, runs.open_run(state.run_dir).details) or params

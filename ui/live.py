@@ -108,7 +108,7 @@ def loss_frame(rows: list[dict]):
 def show_loss_curve(rows: list[dict]) -> None:
     if len(rows) < 2:
         return
-    st.line_chart(loss_frame(rows), height=220, x_label="step", y_label="loss (lower = closer to the prompt)")
+    st.line_chart(loss_frame(rows), height=220, x_label="step", y_label="loss")
 
 
 # The result of a finished run -----------------------------------------------------------------------
@@ -124,21 +124,29 @@ class ShownImage:
     alone: bool = False   # one of a batch: "Again, alone" reruns just this one
 
 
-def show_result(state: jobs.JobState, title: str) -> dict | None:
-    """A finished run: its mode and prompt, how it ended, every image with its seed and download,
-    the video, the loss curve and the details. Returns params to queue when a button asks for a run."""
+def show_result(state: jobs.JobState, title: str, note: str | None = None) -> dict | None:
+    """A finished run: its mode and prompt (``note`` under them), how it ended, every image with its
+    seed and download, the video, the loss curve and the details. Returns params to queue when a
+    button asks for a run."""
     run = runs.open_run(state.run_dir)
     details = run.details
     run_heading(title, runs.resolved_of(details) or details)
+    if note:
+        st.caption(note)
     show_outcome(state, details)
     show_notes(details)
     follow_up = None
+    walk = details.get("mode") == "walk"
+    if walk:
+        show_video(run, details)  # a walk's result is its video; the keyframes follow
     for shown in result_images(run, details):
         follow_up = show_image(run, details, shown) or follow_up
     grid = run.file(GRID)
     if runs.is_regular_file(grid):
-        st.image(file_bytes(grid), caption="All images of the batch side by side", width="stretch")
+        st.image(file_bytes(grid), caption="All images of the batch side by side", width=display_width(image_width(grid)))
         download(grid, "Download the grid", f"{run.run_id}-grid.png", key=f"dl_grid_{run.run_id}")
+    if not walk:
+        show_video(run, details)  # how the image came to be
     follow_up = run_actions(run, details) or follow_up
     st.caption(f"Run folder: `{run.path}`")
     if run.file(runs.METRICS).is_file():
@@ -210,6 +218,13 @@ def image_seed(details: dict) -> int | None:
     return seed if seed is not None else runs.resolved_of(details).get("seed")
 
 
+def image_width(path: Path) -> int:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.width
+
+
 def show_image(run: runs.Run, details: dict, shown: ShownImage) -> dict | None:
     """One image at full width with its seed in the caption, and its buttons under it."""
     size = runs.resolved_of(details).get("size") or details.get("size") or [DISPLAY_MIN]
@@ -220,13 +235,12 @@ def show_image(run: runs.Run, details: dict, shown: ShownImage) -> dict | None:
 
 
 def image_actions(run: runs.Run, shown: ShownImage) -> dict | None:
-    """The row under one image: its seed, its download, and what reuses it."""
-    seed_col, download_col, again_col = st.columns([2, 2, 3], vertical_alignment="center")
-    seed_col.markdown(f"Seed **{shown.seed}**" if shown.seed is not None else "Seed unknown")
+    """The row of buttons under one image: its download, and what reuses it."""
+    row = st.container(horizontal=True, vertical_alignment="center")
     name = f"{run.run_id}-seed{shown.seed}.png" if shown.seed is not None else f"{run.run_id}-{shown.path.name}"
-    download(shown.path, "Download image", name, key=f"dl_{shown.key}", where=download_col)
-    if shown.alone and again_col.button("Again, alone", key=f"sd_again_{shown.key}",
-                                        help="Queue this image again on its own, with its seed"):
+    download(shown.path, "Download image", name, key=f"dl_{shown.key}", where=row)
+    if shown.alone and row.button("Again, alone", key=f"sd_again_{shown.key}",
+                                  help="Queue this image again on its own, with its seed"):
         params = runs.rerun_request(run)
         params.update(seed=shown.seed, batch_size=1, batch_count=1)
         return params
@@ -235,17 +249,21 @@ def image_actions(run: runs.Run, shown: ShownImage) -> dict | None:
     return None
 
 
-def run_actions(run: runs.Run, details: dict) -> dict | None:
-    """The run's video with its downloads (mp4, and the GIF when there is one), and what reuses the run."""
+def show_video(run: runs.Run, details: dict) -> None:
+    """The run's video with its downloads (mp4, and the GIF when there is one)."""
     video = run.file(runs.ANIM)
     if runs.is_regular_file(video):
         size = runs.resolved_of(details).get("size") or [DISPLAY_MIN]
         st.video(file_bytes(video), width=display_width(int(size[0])))
-        mp4_col, gif_col, _ = st.columns([2, 2, 3])
-        download(video, "Download video (mp4)", f"{run.run_id}.mp4", key=f"dl_mp4_{run.run_id}", where=mp4_col)
+        row = st.container(horizontal=True)
+        download(video, "Download video (mp4)", f"{run.run_id}.mp4", key=f"dl_mp4_{run.run_id}", where=row)
         gif = run.file(runs.GIF)
         if runs.is_regular_file(gif):
-            download(gif, "Download GIF", f"{run.run_id}.gif", key=f"dl_gif_{run.run_id}", where=gif_col)
+            download(gif, "Download GIF", f"{run.run_id}.gif", key=f"dl_gif_{run.run_id}", where=row)
+
+
+def run_actions(run: runs.Run, details: dict) -> dict | None:
+    """The buttons for the whole run, under its images and video: what reuses the run."""
     # Reuse buttons for the whole run ("Use these settings", "Continue this run") go here:
     # ui/reuse.py, called with (run, details).
     return None
