@@ -114,7 +114,7 @@ def run_estimate(mode: str, params: dict) -> estimate.Estimate | None:
 
 
 def input_is_valid(mode: str, params: dict) -> bool:
-    """Bad input is named at once, before any question about the run (the queue checks again)."""
+    """Bad input is named before any question about the run (queueing checks it again)."""
     try:
         get_engine(mode).build_spec({k: v for k, v in params.items() if k != "device"})
     except UserError as exc:
@@ -125,16 +125,15 @@ def input_is_valid(mode: str, params: dict) -> bool:
 
 def submit(mode: str, params: dict) -> None:
     """The sidebar's Run: artist matching and long runs are confirmed first, others are queued."""
-    if not input_is_valid(mode, params):
-        return
-    if mode in ARTIST_MODES and st.session_state.get(f"{mode}_match_artist"):
-        st.session_state.pending = (mode, params)
-        return
+    match_artist = mode in ARTIST_MODES and bool(st.session_state.get(f"{mode}_match_artist"))
     expected = run_estimate(mode, params)
-    if expected is not None and expected.long:
-        st.session_state.pending_long = (mode, params, expected.describe())
-        return
-    queue_run(mode, params)
+    if not match_artist and not (expected is not None and expected.long):
+        queue_run(mode, params)
+    elif input_is_valid(mode, params):
+        if match_artist:
+            st.session_state.pending = (mode, params)
+        else:
+            st.session_state.pending_long = (mode, params, expected.describe())
 
 
 def confirm_long_run(mode: str, params: dict, how_long: str) -> None:

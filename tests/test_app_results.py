@@ -164,7 +164,10 @@ def test_a_long_run_asks_first_and_messages_are_about_the_latest_run(tmp_path, m
 
 
 def ask_before_a_long_run(output: Path, before: set) -> None:
-    at = AppTest.from_file(APP, default_timeout=120).run()
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["watch"] = runs.list_runs(output)[0].run_id  # the page shows a finished run
+    at.run()
+    assert [s.value for s in at.success] == ["Done: 0 steps."]
     # bad input: one sentence in the main area, none in the sidebar
     fill_vqgan_form(at, prompt="   ", steps=30)
     submit(at)
@@ -185,6 +188,9 @@ def ask_before_a_long_run(output: Path, before: set) -> None:
     assert not at.exception and not at.error
     new = [p for p in set(output.iterdir()) - before if not p.name.startswith(".")]
     assert len(new) == 1 and runs.read_details(new[0])["prompt"] == "a slow fox"
+    # the page follows the new run: nothing of the previous run's outcome stays
+    assert not at.success and at.subheader[0].value == "VQGAN+CLIP: a slow fox"
+    assert [i.value for i in at.info] == ["Queued: it starts when the runs before it end (the queue is below)."]
     assert runs.read_details(new[0])["status"] == runs.QUEUED
     queue.request_stop(runs.open_run(new[0]))
 
