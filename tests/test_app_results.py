@@ -11,6 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from logic import jobs, queue, runs
+from logic.devices import has_cuda, resolve_device
 
 from test_app import APP, fill_vqgan_form, submit, submit_form
 from test_estimate import finished_run
@@ -112,7 +113,8 @@ def test_the_queue_panel_shows_the_running_run_first_with_its_progress(tmp_path,
 
     output = tmp_path / "output"
     monkeypatch.setenv("ATELIER_OUTPUT", str(output))
-    lock = queue.DeviceLock("cpu")  # another process runs a run on this device
+    device = resolve_device("auto")  # the device the app's worker runs on
+    lock = queue.DeviceLock(device)  # another process runs a run on it
     assert lock.try_acquire()
     running = runs.create_run(output, "vqgan", {"prompt": "running elsewhere", "steps": 10})
     running.update(status=runs.RUNNING, progress={"step": 4, "total": 10})
@@ -134,9 +136,10 @@ def test_the_queue_panel_shows_the_running_run_first_with_its_progress(tmp_path,
         for run in waiting:
             queue.request_stop(runs.open_run(run.path))
         lock.release()
-        queue.get_worker("cpu", output).close(timeout=30)
+        queue.get_worker(device, output).close(timeout=30)
 
 
+@pytest.mark.skipif(has_cuda(), reason="the quick defaults are what a machine without a GPU starts from")
 def test_without_a_gpu_the_sidebar_starts_small_and_says_why():
     at = AppTest.from_file(APP, default_timeout=120).run()
     assert any("small, quick defaults; raise them for full-size work" in c.value for c in at.sidebar.caption)
@@ -151,16 +154,17 @@ def test_without_a_gpu_the_sidebar_starts_small_and_says_why():
 def test_a_long_run_asks_first_and_messages_are_about_the_latest_run(tmp_path, monkeypatch):
     output = tmp_path / "output"
     monkeypatch.setenv("ATELIER_OUTPUT", str(output))
+    device = resolve_device("auto")
     for _ in range(2):  # recent runs of 48x48 took 30 s a step: 30 steps take 15 minutes
-        finished_run(output, size=(48, 48), step_s=30.0, load_s=1.0)
+        finished_run(output, size=(48, 48), step_s=30.0, load_s=1.0, device=device)
     before = set(output.iterdir())
-    lock = queue.DeviceLock("cpu")  # the device is busy: the confirmed run waits in the queue
+    lock = queue.DeviceLock(device)  # the device is busy: the confirmed run waits in the queue
     assert lock.try_acquire()
     try:
         ask_before_a_long_run(output, before)
     finally:
         lock.release()
-        queue.get_worker("cpu", output).close(timeout=30)
+        queue.get_worker(device, output).close(timeout=30)
 
 
 def ask_before_a_long_run(output: Path, before: set) -> None:
