@@ -140,12 +140,12 @@ def confirm_long_run(mode: str, params: dict, how_long: str) -> None:
     """A run estimated over ten minutes is queued only when the person says so."""
     st.warning(f"**This run will take {how_long}.** Queue it anyway, or make it smaller "
                "(fewer steps, a smaller size) in the sidebar.")
-    run_col, cancel_col = st.columns([1, 4])
-    if run_col.button("Queue it", type="primary", key="pending_long_run"):
+    row = st.container(horizontal=True)
+    if row.button("Queue it", type="primary", key="pending_long_run"):
         del st.session_state["pending_long"]
         if queue_run(mode, params):
             st.rerun()
-    if cancel_col.button("Cancel", key="pending_long_cancel"):
+    if row.button("Cancel", key="pending_long_cancel"):
         del st.session_state["pending_long"]
         st.rerun()
 
