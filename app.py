@@ -13,7 +13,8 @@ import logging
 
 import streamlit as st
 
-from logic import queue, runs, settings
+from logic import devices, estimate, queue, runs, settings
+from logic.engines import get_engine
 from logic.errors import UserError
 from logic.models.catalog import has_real_vqgan, installed_sd_models, sd_setup_hint, setup_hint
 from ui import MODES, live
@@ -44,11 +45,16 @@ def available_modes() -> dict:
     return found
 
 
-def queue_run(mode: str, params: dict, errors=st.sidebar) -> bool:
-    """Queue a run; bad input is shown as one sentence in ``errors`` (the sidebar, or the main area
-    from inside the live fragment, which may not write to the sidebar)."""
+def run_device(params: dict) -> str:
+    return params.get("device") or settings.defaults().get("device")
+
+
+def queue_run(mode: str, params: dict, errors=st) -> bool:
+    """Queue a run; bad input is shown as one sentence in ``errors`` (by default where the call
+    is drawn in the main area: above the result for the sidebar's Run, beside a result's buttons)."""
     params = dict(params)  # the pending copy in session state stays whole for a retry
-    device = params.pop("device", None) or settings.defaults().get("device")
+    device = run_device(params)
+    params.pop("device", None)
     try:
         state = get_worker(device).submit(mode, params)
     except UserError as exc:
@@ -72,17 +78,92 @@ def show_setup_banner(mode: str) -> None:
             st.warning(f"**Demo model.** {sd_setup_hint(default_model)} Demo images are coloured noise.")
 
 
+QUICK_CAPTIONS = {"cpu": "No GPU found: small, quick defaults; raise them for full-size work.",
+                  "demo": "Demo models: small, quick defaults; raise them for full-size work."}
+
+
+def quick_reason(mode: str) -> str | None:
+    """Why the sidebar starts at the quick settings of defaults.yaml's ``cpu:`` section: no CUDA GPU,
+    or only the demo models of this mode (None: the full defaults)."""
+    if not settings.has_quick_defaults(mode):
+        return None
+    if not devices.has_cuda():
+        return "cpu"
+    if mode == "vqgan" and not has_real_vqgan():
+        return "demo"
+    if mode in ("diffusion", "walk") and not installed_sd_models(settings.defaults(mode).get("model") or ""):
+        return "demo"
+    return None
+
+
+def sidebar_defaults(mode: str) -> dict:
+    reason = quick_reason(mode)
+    if reason is None:
+        return settings.defaults(mode)
+    st.sidebar.caption(QUICK_CAPTIONS[reason])
+    return settings.quick_defaults(mode)
+
+
+def run_estimate(mode: str, params: dict) -> estimate.Estimate | None:
+    """The time the run would take, or None when it cannot be told (the queue names a bad device)."""
+    try:
+        device = devices.resolve_device(run_device(params))
+    except UserError:
+        return None
+    return estimate.estimate_run(mode, params, settings.output_dir(), device)
+
+
+def input_is_valid(mode: str, params: dict) -> bool:
+    """Bad input is named before any question about the run (queueing checks it again)."""
+    try:
+        get_engine(mode).build_spec({k: v for k, v in params.items() if k != "device"})
+    except UserError as exc:
+        st.error(str(exc))
+        return False
+    return True
+
+
+def submit(mode: str, params: dict) -> None:
+    """The sidebar's Run: artist matching and long runs are confirmed first, others are queued."""
+    match_artist = mode in ARTIST_MODES and bool(st.session_state.get(f"{mode}_match_artist"))
+    expected = run_estimate(mode, params)
+    if not match_artist and not (expected is not None and expected.long):
+        queue_run(mode, params)
+    elif input_is_valid(mode, params):
+        if match_artist:
+            st.session_state.pending = (mode, params)
+        else:
+            st.session_state.pending_long = (mode, params, expected.describe())
+
+
+def confirm_long_run(mode: str, params: dict, how_long: str) -> None:
+    """A run estimated over ten minutes is queued only when the person says so."""
+    st.warning(f"**This run will take {how_long}.** Queue it anyway, or make it smaller "
+               "(fewer steps, a smaller size) in the sidebar.")
+    row = st.container(horizontal=True)
+    if row.button("Queue it", type="primary", key="pending_long_run"):
+        del st.session_state["pending_long"]
+        if queue_run(mode, params):
+            st.rerun()
+    if row.button("Cancel", key="pending_long_cancel"):
+        del st.session_state["pending_long"]
+        st.rerun()
+
+
 def confirm_artist(mode: str, params: dict) -> None:
     """Before a run with 'Match artist style': the top 5 with their works; the user may pick another."""
     from ui.artists import artist_panel
 
     st.subheader("Artist style")
+    expected = run_estimate(mode, params)
+    if expected is not None and expected.long:
+        st.warning(f"**This run will take {expected.describe()}.** Run queues it anyway.")
     prompt = params.get("prompt") or next(iter(params.get("prompts") or []), "")  # a walk matches its first
     choice = artist_panel(prompt, key="pending", demo=bool(params.get("demo")))
     run_col, cancel_col = st.columns([1, 4])
     if run_col.button("Run", type="primary", key="pending_run"):
         artist = choice["artist"] if choice else None
-        if queue_run(mode, {**params, "match_artist": artist is not None, "artist": artist}, errors=st):
+        if queue_run(mode, {**params, "match_artist": artist is not None, "artist": artist}):
             del st.session_state["pending"]
             st.rerun()
     if cancel_col.button("Cancel", key="pending_cancel"):
@@ -111,12 +192,19 @@ def show_finished(state) -> None:
         st.info("Set up a run in the sidebar and press Run. Results appear here, and in output/.")
         live.show_recent(settings.output_dir())
         return
-    live.show_result(state)
+    sidebar_mode = st.session_state.get("mode")
+    note = (f"The last run was a {title_of(state.mode)} run; the sidebar is set for {title_of(sidebar_mode)}."
+            if state.mode != sidebar_mode else None)
+    params = live.show_result(state, title_of(state.mode), note)
     follow_up = getattr(UI.get(state.mode), "result_actions", None)
     if follow_up:
-        params = follow_up(state.run_dir, runs.open_run(state.run_dir).details)
-        if params:
-            queue_run(state.mode, params, errors=st)
+        params = follow_up(state.run_dir, runs.open_run(state.run_dir).details) or params
+    if params:
+        queue_run(state.mode, params)
+
+
+def title_of(run_mode: str) -> str:
+    return getattr(UI.get(run_mode), "TITLE", run_mode)
 
 
 @st.fragment(run_every=2.0)
@@ -136,7 +224,7 @@ def follow_progress(run_id: str) -> None:
     state = worker.state(run_id)
     if state is None or state.finished:
         st.rerun()
-    live.show_progress(state, worker)
+    live.show_progress(state, worker, title_of(state.mode))
     live.show_queue(worker)
 
 
@@ -154,15 +242,17 @@ UI = available_modes()
 st.sidebar.title("Atelier")
 mode = st.sidebar.radio("Mode", list(UI), format_func=lambda m: UI[m].TITLE, key="mode", horizontal=True)
 show_setup_banner(mode)
-params = UI[mode].sidebar(settings.defaults(mode))
+params = UI[mode].sidebar(sidebar_defaults(mode))
 if mode in ARTIST_MODES:
     st.sidebar.toggle("Match artist style", key=f"{mode}_match_artist",
                       help="Find the artists in assets/artists closest to the prompt and paint it in their style")
 if params:
-    if st.session_state.get(f"{mode}_match_artist"):
-        st.session_state.pending = (mode, params)
-    else:
-        queue_run(mode, params)
+    # a new Run replaces any question still open about the previous one
+    st.session_state.pop("pending", None)
+    st.session_state.pop("pending_long", None)
+    submit(mode, params)
 if st.session_state.get("pending"):
     confirm_artist(*st.session_state.pending)
+elif st.session_state.get("pending_long"):
+    confirm_long_run(*st.session_state.pending_long)
 main_area()

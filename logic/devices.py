@@ -17,7 +17,7 @@ def resolve_device(name: str | None) -> str:
         return name
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise UserError(f"Device {name} was asked for but no CUDA GPU is available: use --device cpu.")
+            raise UserError(f"Device {name} was asked for but no CUDA GPU is available: use the device cpu.")
         index = int(name.split(":", 1)[1]) if ":" in name else 0
         if index >= torch.cuda.device_count():
             raise UserError(f"Device {name} does not exist: this machine has {torch.cuda.device_count()} GPU(s).")
@@ -25,6 +25,10 @@ def resolve_device(name: str | None) -> str:
     if name == "mps" and torch.backends.mps.is_available():
         return name
     raise UserError(f"Unknown device {name!r}: use cpu, cuda or cuda:N.")
+
+
+def has_cuda() -> bool:
+    return torch.cuda.is_available()
 
 
 def free_memory() -> None:

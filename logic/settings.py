@@ -24,6 +24,16 @@ def defaults(section: str | None = None) -> dict:
     return data.get(section, {}) if section else data
 
 
+def quick_defaults(section: str) -> dict:
+    """``defaults(section)`` with its ``cpu:`` overrides from defaults.yaml: small settings that finish
+    in about a minute without a GPU. The app starts from these on such machines; the CLI does not."""
+    return {**defaults(section), **(defaults("cpu").get(section) or {})}
+
+
+def has_quick_defaults(section: str) -> bool:
+    return bool(defaults("cpu").get(section))
+
+
 def _path_setting(env: str, key: str) -> Path:
     value = os.environ.get(env) or defaults("paths").get(key, key)
     path = Path(value).expanduser()

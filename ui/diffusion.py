@@ -6,7 +6,6 @@ from pathlib import Path
 
 import streamlit as st
 
-from logic import runs
 from ui import sd_widgets as w
 
 TITLE = "Stable Diffusion"
@@ -21,24 +20,31 @@ def sidebar(defaults: dict) -> dict | None:
     with st.sidebar.form("sd_form"):
         model, loras = w.model_and_loras("sd_", defaults)
         prompt = st.text_area("Prompt", defaults.get("prompt", ""), key="sd_prompt")
-        negative = st.text_area("Negative prompt", defaults.get("negative", ""), key="sd_negative", height=68)
+        negative = st.text_area("Negative prompt", defaults.get("negative", ""), key="sd_negative", height=68,
+                                help="What the image should not show.")
         sampling = w.sampling("sd_", defaults)
-        seed = st.text_input("Seed (empty = random; image i of a batch uses seed + i)", "", key="sd_seed")
+        seed = st.text_input("Seed (empty = random; image i of a batch uses seed + i)", "", key="sd_seed",
+                             help="The same seed with the same settings makes the same image.")
         col1, col2 = st.columns(2)
-        batch_size = col1.number_input("Batch size", 1, 64, int(defaults.get("batch_size", 1)), key="sd_batch_size")
-        batch_count = col2.number_input("Batch count", 1, 64, int(defaults.get("batch_count", 1)), key="sd_batch_count")
+        batch_size = col1.number_input("Batch size", 1, 64, int(defaults.get("batch_size", 1)), key="sd_batch_size",
+                                       help="Images made at once: faster per image, needs more memory.")
+        batch_count = col2.number_input("Batch count", 1, 64, int(defaults.get("batch_count", 1)), key="sd_batch_count",
+                                        help="Batches made one after another.")
         upload, strength, task_params = None, float(defaults.get("strength", 0.75)), {}
         if task == "img2img":
-            upload = st.file_uploader("Init image", type=["png", "jpg", "jpeg", "webp"], key="sd_init_image")
+            upload = st.file_uploader("Init image", type=["png", "jpg", "jpeg", "webp"], key="sd_init_image",
+                                      help="The picture to start from.")
         if task in ("img2img", "inpaint"):
             strength = st.slider("Denoising strength (how much is redrawn)", 0.05, 1.0, strength, 0.05,
-                                 key="sd_strength")
+                                 key="sd_strength",
+                                 help="Low keeps the picture and changes details; 1 redraws it completely.")
         if task == "inpaint":
             task_params = _inpaint_options(defaults)
         if task == "hires":
             task_params = _hires_options(defaults)
         preview_every = st.number_input("Preview every N steps (0 = none)", 0, 1000,
-                                        int(defaults.get("preview_every", 1)), key="sd_preview_every")
+                                        int(defaults.get("preview_every", 1)), key="sd_preview_every",
+                                        help="A live picture while it runs (and a video frame); 0 is a little faster.")
         extra = {**w.text_extras("sd_", defaults), **w.memory("sd_", defaults)}
         submitted = st.form_submit_button("Run", type="primary", width="stretch")
     if not submitted:
@@ -58,8 +64,10 @@ def _inpaint_inputs():
 
 def _inpaint_options(defaults: dict) -> dict:
     col1, col2 = st.columns(2)
-    blur = col1.number_input("Mask blur", 0, 64, int(defaults.get("mask_blur", 4)), key="sd_mask_blur")
-    padding = col2.number_input("Padding", 0, 256, int(defaults.get("inpaint_padding", 32)), key="sd_inpaint_padding")
+    blur = col1.number_input("Mask blur", 0, 64, int(defaults.get("mask_blur", 4)), key="sd_mask_blur",
+                             help="Softens the mask's edge (pixels) so the repainted part blends in.")
+    padding = col2.number_input("Padding", 0, 256, int(defaults.get("inpaint_padding", 32)), key="sd_inpaint_padding",
+                                help="With 'Only masked': pixels of surroundings around the mask's box, for context.")
     only = st.checkbox("Only masked (redraw the mask's box at full size)", bool(defaults.get("inpaint_only_masked")),
                        key="sd_only_masked")
     return {"mask_blur": int(blur), "inpaint_padding": int(padding), "inpaint_only_masked": bool(only)}
@@ -71,12 +79,16 @@ def _hires_options(defaults: dict) -> dict:
 
     choices = list_upscalers(sd_common.upscalers_dir())
     col1, col2 = st.columns(2)
-    scale = col1.number_input("Upscale by", 1.05, 4.0, float(defaults.get("hires_scale", 2.0)), 0.05, key="sd_hires_scale")
-    steps = col2.number_input("Hires steps (0 = same)", 0, 1000, int(defaults.get("hires_steps", 0)), key="sd_hires_steps")
+    scale = col1.number_input("Upscale by", 1.05, 4.0, float(defaults.get("hires_scale", 2.0)), 0.05, key="sd_hires_scale",
+                              help="Hires fix makes the image at the size above, enlarges it by this, then redraws "
+                                   "the details at the new size.")
+    steps = col2.number_input("Hires steps (0 = same)", 0, 1000, int(defaults.get("hires_steps", 0)), key="sd_hires_steps",
+                              help="Steps of the second, larger pass.")
     upscaler = st.selectbox("Upscaler", choices, key="sd_hires_upscaler",
                             help="Lanczos, or an ESRGAN-style model in assets/upscalers/")
     strength = st.slider("Hires denoising strength", 0.05, 1.0, float(defaults.get("hires_strength", 0.5)), 0.05,
-                         key="sd_hires_strength")
+                         key="sd_hires_strength",
+                         help="How much the second pass redraws: low keeps the first image, high invents detail.")
     return {"hires_scale": float(scale), "hires_steps": int(steps), "hires_upscaler": upscaler,
             "hires_strength": float(strength)}
 
@@ -144,25 +156,3 @@ def fill_form(params: dict) -> None:
         state["sd_loras"] = list(chosen)
         for name, weight in chosen.items():
             state[f"sd_lora_w_{name}"] = weight
-
-
-def result_actions(run_dir, details: dict) -> dict | None:
-    """Show every image of a batch with its seed; a button reruns one image alone with its seed."""
-    for note in (details.get("prompt_encoding") or {}).get("notes") or []:
-        st.info(note)
-    records = details.get("images") or []
-    if details.get("safety"):
-        st.warning(details["safety"])
-    if len(records) <= 1:
-        return None
-    columns = st.columns(min(4, len(records)))
-    for index, record in enumerate(records):
-        path = Path(run_dir) / record["file"]
-        if path.is_file():
-            column = columns[index % len(columns)]
-            column.image(str(path), caption=f"seed {record['seed']}")
-            if column.button("Again, alone", key=f"sd_again_{details.get('run_id')}_{index}"):
-                params = runs.rerun_request(runs.Run(Path(run_dir), details))
-                params.update(seed=record["seed"], batch_size=1, batch_count=1)
-                return params
-    return None

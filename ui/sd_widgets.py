@@ -53,7 +53,8 @@ def model_and_loras(prefix: str, defaults: dict) -> tuple[str, list[str]]:
                    f"{'; no negative prompt' if not family.negative_prompt else ''})")
     loras = sd.list_loras(sd_common.loras_dir())
     chosen = st.multiselect("LoRAs", loras, key=f"{prefix}loras",
-                            help="Or write <lora:NAME:WEIGHT> in the prompt, as in A1111.") if loras else []
+                            help="Small add-ons that teach the model a style or subject. "
+                                 "Or write <lora:NAME:WEIGHT> in the prompt, as in A1111.") if loras else []
     # one weight per LoRA (a form redraws on submit: a LoRA picked now gets its slider on the next run)
     weights = {name: st.slider(f"Weight of {Path(name).stem}", -1.0, 2.0, 0.8, 0.05, key=f"{prefix}lora_w_{name}")
                for name in chosen}
@@ -69,19 +70,27 @@ def text_extras(prefix: str, defaults: dict) -> dict:
                                     help="2 takes the text encoder's penultimate layer (many anime models want it).")
         own = "(the model's own)"
         vaes = [own, *list_vaes()]
-        vae = st.selectbox("VAE", vaes, key=f"{prefix}vae", help="Single-file VAEs from assets/vae/.")
+        vae = st.selectbox("VAE", vaes, key=f"{prefix}vae",
+                           help="The part that turns the model's result into pixels (colours, fine detail); "
+                                "single-file VAEs from assets/vae/.")
     return {"clip_skip": int(clip_skip), "vae": None if vae == own else vae}
 
 
 def sampling(prefix: str, defaults: dict) -> dict:
     names = list(sd_common.SCHEDULERS)
     col1, col2 = st.columns(2)
-    steps = col1.number_input("Steps", 1, 1000, int(defaults["steps"]), key=f"{prefix}steps")
-    cfg = col2.number_input("CFG scale", 0.0, 50.0, float(defaults["cfg"]), 0.5, key=f"{prefix}cfg")
+    steps = col1.number_input("Steps", 1, 1000, int(defaults["steps"]), key=f"{prefix}steps",
+                              help="Denoising steps: more = more detail and slower; 20 to 30 is usual.")
+    cfg = col2.number_input("CFG scale", 0.0, 50.0, float(defaults["cfg"]), 0.5, key=f"{prefix}cfg",
+                            help="CFG = classifier-free guidance: how strictly the image follows the prompt. "
+                                 "5 to 9 is usual; higher looks harsh.")
     scheduler = st.selectbox("Sampler", names, index=names.index(defaults["scheduler"])
-                             if defaults.get("scheduler") in names else 0, key=f"{prefix}scheduler")
+                             if defaults.get("scheduler") in names else 0, key=f"{prefix}scheduler",
+                             help="The method that turns noise into the picture step by step. DPM++ 2M Karras "
+                                  "is a good default; the 'a' (ancestral) ones change more with the step count.")
     col1, col2 = st.columns(2)
-    width = col1.number_input("Width", 64, 2048, int(defaults["size"][0]), 8, key=f"{prefix}width")
+    width = col1.number_input("Width", 64, 2048, int(defaults["size"][0]), 8, key=f"{prefix}width",
+                              help="In pixels, a multiple of 8; the model's own size (its family, above) looks best.")
     height = col2.number_input("Height", 64, 2048, int(defaults["size"][1]), 8, key=f"{prefix}height")
     return {"steps": int(steps), "cfg": float(cfg), "scheduler": scheduler, "size": [int(width), int(height)]}
 

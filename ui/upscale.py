@@ -14,10 +14,13 @@ TITLE = "Upscale"
 def sidebar(defaults: dict) -> dict | None:
     with st.sidebar.form("upscale_form"):
         upload = st.file_uploader("Image", type=["png", "jpg", "jpeg", "webp"], key="up_image")
-        run_dir = st.text_input("…or a run folder", "", key="up_run", help="its output.png is upscaled")
+        run_dir = st.text_input("…or a run folder", "", key="up_run", help="Its output.png is upscaled.")
         col1, col2 = st.columns(2)
-        scale = col1.number_input("Upscale by", 1.05, 8.0, float(defaults.get("scale", 2.0)), 0.05, key="up_scale")
-        upscaler = col2.selectbox("Upscaler", list_upscalers(sd_common.upscalers_dir()), key="up_upscaler")
+        scale = col1.number_input("Upscale by", 1.05, 8.0, float(defaults.get("scale", 2.0)), 0.05, key="up_scale",
+                                  help="2 = twice the width and twice the height.")
+        upscaler = col2.selectbox("Upscaler", list_upscalers(sd_common.upscalers_dir()), key="up_upscaler",
+                                  help="Lanczos: classic resampling, sharp but adds no detail; a model from "
+                                       "assets/upscalers/ invents detail.")
         submitted = st.form_submit_button("Upscale", type="primary", width="stretch")
     if not submitted:
         return None

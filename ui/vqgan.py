@@ -31,43 +31,73 @@ def sidebar(defaults: dict) -> dict | None:
                               help='"text:weight:stop | text:weight"; negative weights push away. '
                                    'Stages separated by "^" form a story.')
         story_every = st.number_input("Story: steps per stage", 1, 100_000, int(defaults["story_every"]),
-                                      key="vqgan_story_every")
+                                      key="vqgan_story_every",
+                                      help='A prompt in stages ("spring ^ summer ^ autumn") moves to the next '
+                                           'stage after this many steps.')
         col1, col2 = st.columns(2)
         width = col1.number_input("Width", 16, 4096, int(defaults["size"][0]), 16, key="vqgan_width")
         height = col2.number_input("Height", 16, 4096, int(defaults["size"][1]), 16, key="vqgan_height")
-        steps = st.number_input("Steps (-1 = until stopped)", -1, 100_000, int(defaults["steps"]), key="vqgan_steps")
+        steps = st.number_input("Steps (-1 = until stopped)", -1, 100_000, int(defaults["steps"]), key="vqgan_steps",
+                                help="How many times the image is nudged toward the prompt: more = more detail, "
+                                     "and a longer run.")
         seed = st.text_input("Seed (empty = random)", "" if defaults.get("seed") is None else str(defaults["seed"]),
-                             key="vqgan_seed")
+                             key="vqgan_seed", help="The same seed with the same settings makes the same image.")
         with st.expander("Image prompts and init image"):
             prompt_files = st.file_uploader("Image prompts", IMAGE_TYPES, accept_multiple_files=True,
-                                            key="vqgan_image_prompts")
+                                            key="vqgan_image_prompts",
+                                            help="Pictures the result should look like, judged as the text is.")
             prompt_weights = st.text_input("Their weights[:stop], comma separated (empty = 1)", "",
                                            key="vqgan_image_prompt_weights", help="e.g. 1, 0.5:-0.2")
             noise_prompts = st.text_input("Noise prompts, seed:weight, comma separated", "",
-                                          key="vqgan_noise_prompts", help="random CLIP targets, e.g. 42:0.5")
-            init_file = st.file_uploader("Init image", IMAGE_TYPES, key="vqgan_init_image")
+                                          key="vqgan_noise_prompts",
+                                          help="Random targets that add variety, each a seed and a weight, e.g. 42:0.5")
+            init_file = st.file_uploader("Init image", IMAGE_TYPES, key="vqgan_init_image",
+                                         help="Start from this picture instead of noise.")
             init_noise = st.selectbox("Start without an image from", INIT_NOISES,
-                                      index=INIT_NOISES.index(defaults["init_noise"]), key="vqgan_init_noise")
+                                      index=INIT_NOISES.index(defaults["init_noise"]), key="vqgan_init_noise",
+                                      help="The init noise, the picture before the first step: codes = random "
+                                           "VQGAN codes (coloured blotches), pixels = random pixels, "
+                                           "gradient = a smooth colour gradient.")
         with st.expander("Optimisation"):
             optimiser = st.selectbox("Optimiser", list(OPTIMISERS), index=list(OPTIMISERS).index(defaults["optimiser"]),
-                                     key="vqgan_optimiser")
-            lr = st.number_input("Learning rate", 0.001, 10.0, float(defaults["lr"]), 0.01, format="%.3f", key="vqgan_lr")
-            tv_weight = st.number_input("TV loss weight (smooth latent; the original app used 0.001)", 0.0, 100.0,
-                                        float(defaults["tv_weight"]), format="%.4f", key="vqgan_tv_weight")
-            mse_weight = st.number_input("MSE weight (stay near the start)", 0.0, 100.0,
-                                         float(defaults["mse_weight"]), key="vqgan_mse_weight")
-            mse_decay = st.number_input("MSE decay", 0.0, 100.0, float(defaults["mse_decay"]), key="vqgan_mse_decay")
-            mse_decay_every = st.number_input("MSE decay every N steps (0 = never)", 0, 100_000,
+                                     key="vqgan_optimiser",
+                                     help="How each step changes the image; Adam is the usual choice.")
+            lr = st.number_input("Learning rate", 0.001, 10.0, float(defaults["lr"]), 0.01, format="%.3f", key="vqgan_lr",
+                                 help="How big each step's change is: higher changes faster but gets noisy.")
+            tv_weight = st.number_input("Smoothness (TV loss weight)", 0.0, 100.0,
+                                        float(defaults["tv_weight"]), format="%.4f", key="vqgan_tv_weight",
+                                        help="TV = total variation: a penalty on neighbouring patches that differ, "
+                                             "for smoother images. 0 = off; the original app used 0.001.")
+            mse_weight = st.number_input("Stay near the start (MSE weight)", 0.0, 100.0,
+                                         float(defaults["mse_weight"]), key="vqgan_mse_weight",
+                                         help="MSE = mean squared error to the starting picture: keeps the result "
+                                              "close to the init image. 0 = off.")
+            mse_decay = st.number_input("Loosen by (MSE decay)", 0.0, 100.0, float(defaults["mse_decay"]),
+                                        key="vqgan_mse_decay",
+                                        help="Taken off the MSE weight every N steps (below), so the image "
+                                             "drifts further from the start as the run goes on.")
+            mse_decay_every = st.number_input("Loosen every N steps (0 = never)", 0, 100_000,
                                               int(defaults["mse_decay_every"]), key="vqgan_mse_decay_every")
             precision = st.selectbox("Precision (GPU)", ["auto", "fp32", "fp16", "bf16"],
                                      index=["auto", "fp32", "fp16", "bf16"].index(defaults["precision"]),
-                                     key="vqgan_precision")
-        with st.expander("Cutouts"):
+                                     key="vqgan_precision",
+                                     help="fp16 and bf16 use less GPU memory and run faster; fp32 is exact. "
+                                          "The CPU always uses fp32.")
+        with st.expander("Cutouts (what CLIP looks at)"):
             cut_method = st.selectbox("Method", CUT_METHODS, index=CUT_METHODS.index(defaults["cut_method"]),
-                                      key="vqgan_cut_method")
-            cutn = st.number_input("Cutouts", 1, 256, int(defaults["cutn"]), key="vqgan_cutn")
-            cut_pow = st.number_input("Cut power", 0.1, 10.0, float(defaults["cut_pow"]), 0.1, key="vqgan_cut_pow")
-            augment = st.checkbox("Augmentations", bool(defaults["augment"]), key="vqgan_augment")
+                                      key="vqgan_cut_method",
+                                      help="random: crops of random size and place; pooled: the whole image, "
+                                           "shrunk.")
+            cutn = st.number_input("Cutouts (cutn)", 1, 256, int(defaults["cutn"]), key="vqgan_cutn",
+                                   help="Each step CLIP judges this many crops of the image: more = steadier, "
+                                        "more detailed and slower.")
+            cut_pow = st.number_input("Cut power (crop size)", 0.1, 10.0, float(defaults["cut_pow"]), 0.1,
+                                      key="vqgan_cut_pow",
+                                      help="Above 1: more small crops (fine detail); below 1: more large crops "
+                                           "(overall layout).")
+            augment = st.checkbox("Augmentations", bool(defaults["augment"]), key="vqgan_augment",
+                                  help="Flip, skew and recolour the crops at random, so the image does not "
+                                       "just trick CLIP.")
             augments = st.multiselect("Which, in order (the notebook's by default)", list(AUGMENTS),
                                       default=list(defaults.get("augments") or []), key="vqgan_augments",
                                       format_func=lambda code: f"{code}: {AUGMENTS[code]}")
@@ -81,7 +111,8 @@ def sidebar(defaults: dict) -> dict | None:
                                           key="vqgan_translate_x")
             translate_y = st.number_input("Move down per frame (px)", -512.0, 512.0, float(defaults["translate_y"]),
                                           key="vqgan_translate_y")
-            every = st.number_input("Video frame every N steps", 1, 1000, int(defaults["every"]), key="vqgan_every")
+            every = st.number_input("Video frame every N steps", 1, 1000, int(defaults["every"]), key="vqgan_every",
+                                    help="The video shows the image changing: one frame every N steps.")
             fps = st.number_input("Video fps", 1.0, 60.0, float(defaults["fps"]), key="vqgan_fps")
             gif = st.checkbox("Also write a GIF", bool(defaults["gif"]), key="vqgan_gif")
         device = st.text_input("Device", "auto", key="vqgan_device", help="auto, cpu, cuda or cuda:N")

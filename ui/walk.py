@@ -14,13 +14,18 @@ def sidebar(defaults: dict) -> dict | None:
     with st.sidebar.form("walk_form"):
         model, loras = w.model_and_loras("walk_", defaults)
         prompts = st.text_area("Prompts, one keyframe per line", "\n".join(defaults.get("prompts") or []),
-                               key="walk_prompts", height=120)
-        negative = st.text_area("Negative prompt", defaults.get("negative", ""), key="walk_negative", height=68)
+                               key="walk_prompts", height=120,
+                               help="Each line is a keyframe; the video moves from one to the next.")
+        negative = st.text_area("Negative prompt", defaults.get("negative", ""), key="walk_negative", height=68,
+                                help="What no frame should show.")
         seeds = st.text_input("Seeds (one for all, or one per prompt, separated by spaces; empty = random)", "",
-                              key="walk_seeds")
+                              key="walk_seeds",
+                              help="A keyframe's seed decides its picture; the frames between blend the two.")
         col1, col2 = st.columns(2)
-        frames = col1.number_input("Frames per segment", 1, 10_000, int(defaults.get("frames", 24)), key="walk_frames")
-        fps = col2.number_input("FPS", 1, 120, int(defaults.get("fps", 12)), key="walk_fps")
+        frames = col1.number_input("Frames per segment", 1, 10_000, int(defaults.get("frames", 24)), key="walk_frames",
+                                   help="Frames from one keyframe to the next: more = a smoother, longer video.")
+        fps = col2.number_input("FPS", 1, 120, int(defaults.get("fps", 12)), key="walk_fps",
+                                help="Frames per second of the video.")
         default_easing = EASING_ALIASES.get(defaults.get("easing"), defaults.get("easing"))
         easing = st.radio("Steps between keyframes", list(EASINGS), horizontal=True, key="walk_easing",
                           index=EASINGS.index(default_easing) if default_easing in EASINGS else 0,
@@ -36,17 +41,3 @@ def sidebar(defaults: dict) -> dict | None:
     return {"prompts": [line.strip() for line in prompts.splitlines() if line.strip()], "negative": negative,
             "model": model, "lora": loras, "seeds": seed_list, "frames": int(frames), "fps": float(fps),
             "easing": easing, "gif": bool(gif), **sampling, "demo": model == "demo", **extra}
-
-
-def result_actions(run_dir, details: dict) -> dict | None:
-    """Show the keyframes under the video."""
-    from pathlib import Path
-
-    keyframes = details.get("keyframes") or []
-    if keyframes:
-        columns = st.columns(min(4, len(keyframes)))
-        for index, record in enumerate(keyframes):
-            path = Path(run_dir) / record["file"]
-            if path.is_file():
-                columns[index % len(columns)].image(str(path), caption=f"{record['prompt']} (seed {record['seed']})")
-    return None

@@ -54,7 +54,7 @@ class ArtistSettings:
         if not 0.0 <= self.fusion <= 1.0:
             raise UserError(f"The text fusion weight {self.fusion} is outside 0..1: pick a value between 0 and 1.")
         if self.top < 1:
-            raise UserError(f"--top {self.top} shows nothing: use 1 or more.")
+            raise UserError(f"Showing the top {self.top} artists shows nothing: ask for 1 or more.")
         if "{prompt}" not in self.rewrite_template or "{artist}" not in self.rewrite_template:
             raise UserError("The rewrite template needs both {prompt} and {artist}: fix artists.rewrite_template.")
         return self

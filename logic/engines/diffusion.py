@@ -97,7 +97,7 @@ def build_spec(params: dict) -> DiffusionSpec:
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
             raise UserError(f"The {name.replace('_', ' ')} must be a whole number from 1 to 64, not {value}.")
     if isinstance(spec.preview_every, bool) or not isinstance(spec.preview_every, int) or spec.preview_every < 0:
-        raise UserError(f"--preview-every must be 0 (no previews) or a number of steps, not {spec.preview_every}.")
+        raise UserError(f"Preview every N steps must be 0 (no previews) or a number of steps, not {spec.preview_every}.")
     common.find_preview_decoder(spec.preview_decoder)
     spec.task = infer_task(spec)
     get_task(spec.task).check(spec)

@@ -99,7 +99,7 @@ def build_spec(params: dict) -> WalkSpec:
     spec = WalkSpec(**{k: v for k, v in merged.items() if k in known})
     spec.prompts = [str(p).strip() for p in spec.prompts or []]
     if len(spec.prompts) < 2 or not all(spec.prompts):
-        raise UserError("A walk needs two or more non-empty prompts: give --prompt once per keyframe.")
+        raise UserError("A walk needs two or more non-empty prompts, one per keyframe.")
     check_finite(spec)
     common.check_common(spec)
     spec = common.check_size(spec)

@@ -110,7 +110,7 @@ def _clip_failure(model_name: str, tag: str, weights: Path | None, exc: BaseExce
         return UserError(f"The CLIP weights {weights} do not fit {model_name} ({detail}): pick the matching model.")
     return UserError(f"CLIP {model_name}:{tag} is not in the local cache and could not be downloaded "
                      f"({type(exc).__name__}): run `bash download-weights.sh --clip {model_name}:{tag}` on a "
-                     "connected machine, or give a weights file with --clip-weights.")
+                     "connected machine, or point clip_weights in defaults.yaml at a local weights file.")
 
 
 def load_clip(name: str, weights: Path | None = None, device: str | torch.device = "cpu") -> ClipModel:
@@ -133,7 +133,7 @@ def load_clip(name: str, weights: Path | None = None, device: str | torch.device
     if not Path(pretrained).is_file() and hub_file(model_name, tag)[0]:
         check_on_hub(hub_file(model_name, tag)[0], f"CLIP {model_name}:{tag}",
                      f"run `bash download-weights.sh --clip {model_name}:{tag}` on a connected machine, "
-                     "or give a weights file with --clip-weights")
+                     "or point clip_weights in defaults.yaml at a local weights file")
     try:
         model = open_clip.create_model(model_name, pretrained=pretrained or None, device=device,
                                        force_quick_gelu=quick_gelu and not model_name.endswith("-quickgelu"),

@@ -57,7 +57,7 @@ def check_same_model(path: str | Path, details: dict, vqgan_name: str) -> None:
     parent = (details.get("model") or {}).get("vqgan")
     if parent and parent != vqgan_name:
         raise UserError(f"{Path(path).name} was made with the VQGAN {parent!r} but this run uses "
-                        f"{vqgan_name!r}: continue with the same model (--vqgan {parent}).")
+                        f"{vqgan_name!r}: continue with the same model ({parent}).")
 
 
 def inherited_params(path: str | Path, depth: int = 0) -> dict:

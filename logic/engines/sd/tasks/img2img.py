@@ -13,7 +13,7 @@ NAME = "img2img"
 
 def check(spec) -> None:
     if not spec.init_image:
-        raise UserError("Image to image needs an init image: give --init-image FILE.")
+        raise UserError("Image to image needs an init image: give the picture to start from.")
     open_user_image(spec.init_image, "init image")
     check_strength(spec.strength, spec.steps, "strength")
 

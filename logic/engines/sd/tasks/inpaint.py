@@ -23,7 +23,7 @@ NAME = "inpaint"
 
 def check(spec) -> None:
     if not spec.init_image or not spec.mask:
-        raise UserError("Inpainting needs an image and a mask (white = repaint): give --init-image FILE --mask FILE.")
+        raise UserError("Inpainting needs an image and a mask (white = repaint): give both.")
     image = open_user_image(spec.init_image, "init image")
     mask = open_user_image(spec.mask, "mask")
     if mask_of(mask, image.size).getbbox() is None:
