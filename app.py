@@ -16,7 +16,7 @@ import streamlit as st
 from logic import queue, runs, settings
 from logic.errors import UserError
 from logic.models.catalog import has_real_vqgan, installed_sd_models, sd_setup_hint, setup_hint
-from ui import MODES, live
+from ui import MODES, live, reuse
 
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 logging.getLogger("logic").setLevel(logging.INFO)
@@ -52,8 +52,9 @@ def queue_run(mode: str, params: dict, errors=st.sidebar) -> bool:
     try:
         state = get_worker(device).submit(mode, params)
     except UserError as exc:
-        errors.error(str(exc))
+        errors.error(reuse.plain_names(str(exc)))
         return False
+    reuse.queued(params)
     st.session_state.watch = state.run_id
     st.session_state.device = device
     return True
@@ -152,12 +153,15 @@ def follow_loss(run_id: str) -> None:
 st.set_page_config(page_title="Atelier", page_icon="🎨", layout="wide")
 UI = available_modes()
 st.sidebar.title("Atelier")
+reuse.start_session(UI)  # the last settings, or the run of ?from=RUN_ID
 mode = st.sidebar.radio("Mode", list(UI), format_func=lambda m: UI[m].TITLE, key="mode", horizontal=True)
+reuse.restore(mode)
 show_setup_banner(mode)
 params = UI[mode].sidebar(settings.defaults(mode))
 if mode in ARTIST_MODES:
     st.sidebar.toggle("Match artist style", key=f"{mode}_match_artist",
                       help="Find the artists in assets/artists closest to the prompt and paint it in their style")
+reuse.remember(mode)
 if params:
     if st.session_state.get(f"{mode}_match_artist"):
         st.session_state.pending = (mode, params)
@@ -165,4 +169,5 @@ if params:
         queue_run(mode, params)
 if st.session_state.get("pending"):
     confirm_artist(*st.session_state.pending)
+reuse.show_notice()
 main_area()

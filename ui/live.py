@@ -10,6 +10,7 @@ import streamlit as st
 from logic import jobs, queue, runs
 from logic.commands.progress import format_seconds
 from logic.errors import UserError
+from ui import reuse
 
 
 def watched_state(worker: queue.Worker) -> jobs.JobState | None:
@@ -85,6 +86,7 @@ def show_result(state: jobs.JobState) -> None:
         st.image(file_bytes(image), caption=details.get("prompt_used") or details.get("prompt"), width=width)
     if run.file(runs.ANIM).is_file():
         st.video(file_bytes(run.file(runs.ANIM)), width=width)
+    reuse.result_actions(run.path, details)
     st.caption(f"Run folder: `{run.path}`")
     if run.file(runs.METRICS).is_file():
         show_loss_curve(runs.read_metrics(run.path))
@@ -145,4 +147,5 @@ def show_recent(output_dir) -> None:
         column = columns[index % 4]
         column.image(file_bytes(Path(item["thumb"])), width="stretch")
         column.caption(f"{item['prompt'][:60]} · {item['mode']} · {item['status']}")
+        reuse.recent_actions(column, Path(output_dir) / item["folder"])
     st.caption("Browse every run, search and watch live: `python gallery.py` (http://127.0.0.1:5000).")
