@@ -262,10 +262,9 @@ def loaded_file(key: str):
     item = st.session_state.get(LOADED, {}).get(key)
     if not item:
         return None
-    text, clear = st.sidebar.columns([4, 1], vertical_alignment="center")
-    text.caption(item["label"])
-    clear.button("Clear", key=f"clear_{key}", on_click=clear_loaded, args=(key,),
-                 help="Use no file here, or upload one")
+    st.sidebar.caption(item["label"])
+    st.sidebar.button("Clear", key=f"clear_{key}", on_click=clear_loaded, args=(key,),
+                      help="Use no file here, or upload one")
     return item["value"]
 
 
@@ -285,9 +284,9 @@ def continuing() -> str | None:
 def result_actions(run_dir, details: dict) -> None:
     """Under the finished run: its settings, seed and image to the sidebar."""
     buttons = _actions(Path(run_dir), details, "result", continue_label="Continue with other settings")
-    columns = st.columns(len(buttons) or 1)
-    for column, (label, callback, args, key, help_text) in zip(columns, buttons):
-        column.button(label, key=key, on_click=callback, args=args, help=help_text)
+    with st.container(horizontal=True):
+        for label, callback, args, key, help_text in buttons:
+            st.button(label, key=key, on_click=callback, args=args, help=help_text)
 
 
 def recent_actions(column, run_dir) -> None:
