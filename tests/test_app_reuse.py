@@ -241,3 +241,39 @@ def test_an_upload_error_names_the_file_as_uploaded(tmp_path, monkeypatch):
     submit_form(at, "vqgan_form")
     assert [e.value for e in at.error] == [
         "The init image cat.png is not an image Pillow can read: give a PNG, JPEG or WebP file."]
+
+
+def test_runs_from_elsewhere_load_what_the_sidebar_can_show(tmp_path, monkeypatch):
+    """Values made by the CLI or the API (an uninstalled model, steps over the field's range), an
+    inpaint run's image and mask, a walk, an upscale: each loads without an error."""
+    output = tmp_path / "output"
+    monkeypatch.setenv("ATELIER_OUTPUT", str(output))
+    vqgan = runs.create_run(output, "vqgan", {"prompt": "a far run", "vqgan": "not_installed_here", "steps": 500_000,
+                                              "optimiser": "Adam", "noise_prompts": [{"seed": 3, "weight": 0.5}]})
+    inpaint = runs.create_run(output, "diffusion", {"prompt": "a door", "task": "inpaint", "model": "demo", "seed": 3})
+    for name in ("init-image.png", "mask.png"):
+        Image.new("RGB", (64, 64), "white").save(inpaint.inputs_dir / name)
+    inpaint.update(resolved={**runs.request_of(inpaint.details), "init_image": str(inpaint.path / "inputs/init-image.png"),
+                             "mask": str(inpaint.path / "inputs/mask.png")})
+    walk = runs.create_run(output, "walk", {"prompts": ["spring", "winter"], "seeds": [1, 2], "fps": 8.0, "model": "demo"})
+    upscale = runs.create_run(output, "upscale", {"image": str(inpaint.path / "inputs/init-image.png"), "scale": 3.0})
+
+    at = app(**{"from": vqgan.run_id})
+    assert not at.exception and at.text_area(key="vqgan_prompt").value == "a far run"
+    assert at.number_input(key="vqgan_steps").value == 300  # out of the field's range: its default
+    assert at.text_input(key="vqgan_noise_prompts").value == "3:0.5"
+
+    at = app(**{"from": inpaint.run_id})
+    assert not at.exception and at.radio(key="sd_task").value == "inpaint"
+    captions = texts(at.caption)
+    assert f"Init image: init-image.png from run {inpaint.run_id}" in captions
+    assert f"Mask: mask.png from run {inpaint.run_id}" in captions
+    assert not [u for u in at.file_uploader if u.key in ("sd_inpaint_image", "sd_mask_upload")]
+
+    at = app(**{"from": walk.run_id})
+    assert not at.exception and at.text_area(key="walk_prompts").value == "spring\nwinter"
+    assert (at.text_input(key="walk_seeds").value, at.number_input(key="walk_fps").value) == ("1 2", 8)
+
+    at = app(**{"from": upscale.run_id})
+    assert not at.exception and at.number_input(key="up_scale").value == 3.0
+    assert f"Image: init-image.png from run {upscale.run_id}" in texts(at.caption)
