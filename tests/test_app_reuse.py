@@ -20,16 +20,23 @@ def demo_vqgan_run(output, **params):
     return runs.open_run(run.path)
 
 
+def finished_run(output, mode, request, files, **recorded):
+    """A finished run written as its engine records one (hand-made: no model runs)."""
+    run = runs.create_run(output, mode, request, {**request, **recorded.pop("resolved", {})})
+    for name, colour in files.items():
+        Image.new("RGB", (64, 64), colour).save(run.file(name))
+    Image.new("RGB", (64, 64), next(iter(files.values()))).save(run.file(runs.THUMB))
+    run.update(status=runs.DONE, **recorded)
+    return run
+
+
 def sd_batch_run(output):
-    """A finished two-image Stable Diffusion batch as the engine records one (each image its own seed)."""
+    """A two-image Stable Diffusion batch: each image its own seed, as diffusion._finish records them."""
     request = {"prompt": "a castle at dawn", "model": "demo", "batch_size": 2, "steps": 2, "size": [64, 64],
                "cfg": 5.0, "seed": 5}
-    run = runs.create_run(output, "diffusion", request, {**request, "seeds": [5, 6], "demo": True})
-    for name, colour in (("output.png", "navy"), ("image-02.png", "olive")):
-        Image.new("RGB", (64, 64), colour).save(run.file(name))
-    Image.new("RGB", (64, 64), "navy").save(run.file(runs.THUMB))
-    run.update(status=runs.DONE, seed=5, images=[{"file": "output.png", "seed": 5}, {"file": "image-02.png", "seed": 6}])
-    return run
+    files = {"output.png": "navy", "image-01-5.png": "navy", "image-02-6.png": "olive"}
+    return finished_run(output, "diffusion", request, files, seed=5, resolved={"seeds": [5, 6], "demo": True},
+                        images=[{"file": "image-01-5.png", "seed": 5}, {"file": "image-02-6.png", "seed": 6}])
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +44,7 @@ def made_runs(tmp_path_factory, atelier_dirs):
     """An older and a newer VQGAN run (real, with state.pt) and an SD batch, in one output folder."""
     output = tmp_path_factory.mktemp("reuse") / "output"
     older = demo_vqgan_run(output)
-    newer = demo_vqgan_run(output, prompt="a new mill", seed=12)
+    newer = finished_run(output, "vqgan", {**VQGAN, "prompt": "a new mill", "seed": 12}, {"output.png": "grey"}, seed=12)
     batch = sd_batch_run(output)
     return {"output": output, "older": older.run_id, "newer": newer.run_id, "batch": batch.run_id}
 
@@ -186,25 +193,17 @@ def test_send_to_img2img_and_use_as_init_image_reach_the_run(app_output, made_ru
     assert str(older) not in str(at.session_state["loaded_files"])
 
 
-def test_reuse_seed_and_send_to_img2img_of_one_image_of_a_batch(tmp_path, monkeypatch):
-    monkeypatch.setenv("ATELIER_OUTPUT", str(tmp_path / "output"))
-    at = app()
-    at.radio(key="mode").set_value("diffusion").run()
-    at.selectbox(key="sd_model").set_value("demo")
-    at.text_area(key="sd_prompt").set_value("two castles")
-    for key, value in (("sd_steps", 2), ("sd_width", 64), ("sd_height", 64), ("sd_batch_size", 2)):
-        at.number_input(key=key).set_value(value)
-    at.text_input(key="sd_seed").set_value("40")
-    submit_form(at, "sd_form")
-    wait_until(at, lambda a: len(a.success) > 0)
-    details = runs.read_details(shown_run_dir(at))
-    second = details["images"][1]
-    at.text_input(key="sd_seed").set_value("")
-    at.button(key=f"reuse_seed_{details['run_id']}_1").click().run()
-    assert at.text_input(key="sd_seed").value == str(second["seed"]) == "41"
-    at.button(key=f"reuse_img2img_{details['run_id']}_1").click().run()
+def test_reuse_seed_and_send_to_img2img_of_one_image_of_a_batch(app_output, made_runs):
+    batch = made_runs["batch"]
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.session_state["watch"] = batch  # the batch is the run shown in the main area
+    at.run()
+    at.button(key=f"reuse_seed_{batch}_1").click().run()
+    assert at.radio(key="mode").value == "diffusion" and at.text_input(key="sd_seed").value == "6"
+    at.button(key=f"reuse_img2img_{batch}_1").click().run()
     assert at.radio(key="sd_task").value == "img2img"
-    assert f"Init image: {second['file']} from run {details['run_id']}" in texts(at.caption)
+    assert f"Init image: image-02-6.png from run {batch}" in texts(at.caption)
+    assert at.session_state["loaded_files"]["sd_init_image"]["value"] == str(folder(app_output, batch) / "image-02-6.png")
 
 
 def test_continue_an_older_vqgan_run_with_other_settings(app_output, made_runs):
@@ -217,7 +216,8 @@ def test_continue_an_older_vqgan_run_with_other_settings(app_output, made_runs):
     at.number_input(key="vqgan_steps").set_value(2)
     submit_form(at, "vqgan_form")
     assert not at.exception and not at.error
-    wait_until(at, lambda a: len(a.success) > 0)
+    wait_until(at, lambda a: len(a.success) + len(a.error) > 0)
+    assert not at.error, at.error[0].value
     child_dir = shown_run_dir(at)
     child = runs.read_details(child_dir)
     assert child["request"]["continue_from"] == str(older.resolve())

@@ -192,7 +192,7 @@ def _installed_loras(prefix: str, values: dict) -> dict:
     chosen = [name for name in values.get(f"{prefix}loras", []) if name in installed]
     kept = {k: v for k, v in values.items() if not k.startswith((f"{prefix}loras", f"{prefix}lora_w_"))}
     kept.update({f"{prefix}lora_w_{name}": values[f"{prefix}lora_w_{name}"] for name in chosen})
-    return {**kept, f"{prefix}loras": chosen} if chosen or installed else kept
+    return {**kept, f"{prefix}loras": chosen}
 
 
 def loaded_item(param: str, value, run_id: str) -> dict:
