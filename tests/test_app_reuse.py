@@ -274,6 +274,13 @@ def test_runs_from_elsewhere_load_what_the_sidebar_can_show(tmp_path, monkeypatc
     assert f"Mask: mask.png from run {inpaint.run_id}" in captions
     assert not [u for u in at.file_uploader if u.key in ("sd_inpaint_image", "sd_mask_upload")]
 
+    image = str(inpaint.path / "inputs/init-image.png")
+    img2img = runs.create_run(output, "diffusion", {"prompt": "a door", "init_image": image},
+                              {"prompt": "a door", "init_image": image, "task": "img2img"})  # the task inferred
+    at = app(**{"from": img2img.run_id})
+    assert at.radio(key="sd_task").value == "img2img"
+    assert f"Init image: init-image.png from run {img2img.run_id}" in texts(at.caption)
+
     at = app(**{"from": walk.run_id})
     assert not at.exception and at.text_area(key="walk_prompts").value == "spring\nwinter"
     assert (at.text_input(key="walk_seeds").value, at.number_input(key="walk_fps").value) == ("1 2", 8)

@@ -141,9 +141,11 @@ def open_for_reuse(run_dir) -> tuple[runs.Run, str] | None:
 
 
 def effective_request(run: runs.Run) -> dict:
-    """What the run was asked, with its recorded seed and models; for a continued run, with what it
-    took from its parent (its own request names only what it changed)."""
+    """What the run was asked, with its recorded seed and models (and the SD task it ran); for a
+    continued run, with what it took from its parent (its own request names only what it changed)."""
     request = runs.rerun_request(run)
+    if run.details.get("mode") == "diffusion" and not request.get("task"):
+        request["task"] = runs.resolved_of(run.details).get("task")  # inferred: img2img when an image was given
     if run.details.get("mode") == "vqgan" and request.get("continue_from"):
         from logic.vqgan import continuation
 
