@@ -17,7 +17,7 @@ from logic import devices, estimate, queue, runs, settings
 from logic.engines import get_engine
 from logic.errors import UserError
 from logic.models.catalog import has_real_vqgan, installed_sd_models, sd_setup_hint, setup_hint
-from ui import MODES, live
+from ui import MODES, live, reuse
 
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 logging.getLogger("logic").setLevel(logging.INFO)
@@ -58,8 +58,9 @@ def queue_run(mode: str, params: dict, errors=st) -> bool:
     try:
         state = get_worker(device).submit(mode, params)
     except UserError as exc:
-        errors.error(str(exc))
+        errors.error(reuse.plain_names(str(exc)))
         return False
+    reuse.queued(params)
     st.session_state.watch = state.run_id
     st.session_state.device = device
     return True
@@ -240,12 +241,15 @@ def follow_loss(run_id: str) -> None:
 st.set_page_config(page_title="Atelier", page_icon="🎨", layout="wide")
 UI = available_modes()
 st.sidebar.title("Atelier")
+reuse.start_session(UI)  # the last settings, or the run of ?from=RUN_ID
 mode = st.sidebar.radio("Mode", list(UI), format_func=lambda m: UI[m].TITLE, key="mode", horizontal=True)
+reuse.restore(mode)
 show_setup_banner(mode)
 params = UI[mode].sidebar(sidebar_defaults(mode))
 if mode in ARTIST_MODES:
     st.sidebar.toggle("Match artist style", key=f"{mode}_match_artist",
                       help="Find the artists in assets/artists closest to the prompt and paint it in their style")
+reuse.remember(mode)
 if params:
     # a new Run replaces any question still open about the previous one
     st.session_state.pop("pending", None)
@@ -255,4 +259,5 @@ if st.session_state.get("pending"):
     confirm_artist(*st.session_state.pending)
 elif st.session_state.get("pending_long"):
     confirm_long_run(*st.session_state.pending_long)
+reuse.show_notice()
 main_area()

@@ -312,7 +312,7 @@ def resolved_of(details: dict) -> dict:
 # Recorded choices a rerun keeps although the request left them to chance or to defaults.yaml.
 PINNED = ("seed", "seeds", "vqgan", "clip", "clip_weights", "model", "lora", "demo")
 # Files the person gave: the resolved spec points at the run's own inputs/ copies.
-INPUT_FILES = ("init_image", "image_prompts")
+INPUT_FILES = ("init_image", "image_prompts", "mask", "image")
 
 
 def rerun_request(run: Run) -> dict:
@@ -333,8 +333,9 @@ def rerun_request(run: Run) -> dict:
     for key in PINNED + INPUT_FILES:
         if resolved.get(key) not in (None, [], ""):
             request[key] = resolved[key]
-    if isinstance(request.get("init_image"), str):
-        request["init_image"] = _relocated_input(run, request["init_image"])
+    for key in ("init_image", "mask", "image"):
+        if isinstance(request.get(key), str):
+            request[key] = _relocated_input(run, request[key])
     if isinstance(request.get("image_prompts"), list):
         request["image_prompts"] = [{**item, "path": _relocated_input(run, item["path"])}
                                     if isinstance(item, dict) and item.get("path") else item

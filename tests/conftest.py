@@ -24,6 +24,12 @@ def atelier_dirs(tmp_path_factory):
             os.environ[key] = value
 
 
+@pytest.fixture(autouse=True)
+def fresh_app_settings(atelier_dirs):
+    """The app remembers its last settings in output/.app-settings.json: each test starts from defaults."""
+    (atelier_dirs["output"] / ".app-settings.json").unlink(missing_ok=True)
+
+
 @pytest.fixture
 def output_dir(tmp_path):
     """A fresh output folder for one test."""

@@ -108,3 +108,31 @@ def test_reloading_the_page_reattaches_to_the_running_job_and_stop_keeps_it(app_
     details = json.loads((run_dir / "details.json").read_text())
     assert details["status"] == "stopped" and details["progress"]["step"] > 0
     assert (run_dir / "output.png").is_file() and (run_dir / "anim.mp4").is_file()
+
+
+def test_use_these_settings_on_a_recent_run_fills_the_sidebar(app_url, page):
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    from logic import runs
+
+    url, output = app_url
+    made = []
+    for mode, request in (("vqgan", {"prompt": "a quiet harbour", "steps": 33, "seed": 9, "size": [64, 48]}),
+                          ("diffusion", {"prompt": "a castle at dawn", "steps": 4, "seed": 5, "model": "demo"})):
+        run = runs.create_run(output, mode, request)
+        Image.new("RGB", (64, 48), "teal").save(run.file(runs.THUMB))
+        run.update(status=runs.DONE, seed=request["seed"])
+        made.append(run)
+    page.goto(url)
+    expect(page.get_by_text("Recent runs")).to_be_visible(timeout=60_000)
+    page.locator("[data-testid='stSidebar']").get_by_text("Stable Diffusion", exact=True).click()
+    expect(page.get_by_role("textbox", name="Negative prompt")).to_be_visible(timeout=30_000)
+    under_run = page.locator(f".st-key-reuse_recent_{made[0].run_id}_settings")
+    under_run.get_by_role("button", name="Use these settings").click()
+    expect(page.get_by_text(f"The settings of run {made[0].run_id} are in the sidebar")).to_be_visible(timeout=30_000)
+    expect(page.get_by_role("textbox", name="Negative prompt")).to_have_count(0, timeout=30_000)  # SD's sidebar gone
+    expect(page.get_by_role("textbox", name="Prompt")).to_have_value("a quiet harbour")
+    expect(page.get_by_role("spinbutton", name="Steps (-1 = until stopped)")).to_have_value("33")
+    expect(page.get_by_role("textbox", name="Seed (empty = random)")).to_have_value("9")
+    page.screenshot(path=str(output.parent / "reuse.png"), full_page=True)

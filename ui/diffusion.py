@@ -6,6 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from ui import fields, reuse
 from ui import sd_widgets as w
 
 TITLE = "Stable Diffusion"
@@ -17,6 +18,7 @@ def sidebar(defaults: dict) -> dict | None:
     load_settings_from_image()
     task = st.sidebar.radio("Task", list(TASKS), format_func=TASKS.get, key="sd_task", horizontal=True)
     inpaint_image, mask = _inpaint_inputs() if task == "inpaint" else (None, None)
+    loaded_init = reuse.loaded_file("sd_init_image") if task == "img2img" else None
     with st.sidebar.form("sd_form"):
         model, loras = w.model_and_loras("sd_", defaults)
         prompt = st.text_area("Prompt", defaults.get("prompt", ""), key="sd_prompt")
@@ -31,7 +33,7 @@ def sidebar(defaults: dict) -> dict | None:
         batch_count = col2.number_input("Batch count", 1, 64, int(defaults.get("batch_count", 1)), key="sd_batch_count",
                                         help="Batches made one after another.")
         upload, strength, task_params = None, float(defaults.get("strength", 0.75)), {}
-        if task == "img2img":
+        if task == "img2img" and not loaded_init:
             upload = st.file_uploader("Init image", type=["png", "jpg", "jpeg", "webp"], key="sd_init_image",
                                       help="The picture to start from.")
         if task in ("img2img", "inpaint"):
@@ -49,7 +51,7 @@ def sidebar(defaults: dict) -> dict | None:
         submitted = st.form_submit_button("Run", type="primary", width="stretch")
     if not submitted:
         return None
-    init_image = inpaint_image if task == "inpaint" else w.save_upload(upload) if upload is not None else None
+    init_image = inpaint_image if task == "inpaint" else loaded_init or (w.save_upload(upload) if upload else None)
     return {"task": task, "prompt": prompt, "negative": negative, "model": model, "lora": loras, **sampling,
             "seed": w.parse_seed(seed), "batch_size": int(batch_size), "batch_count": int(batch_count),
             "init_image": init_image, "mask": mask, "strength": float(strength), **task_params,
@@ -93,9 +95,9 @@ def _hires_options(defaults: dict) -> dict:
             "hires_strength": float(strength)}
 
 
-# The form's keys for each spec field "load settings from an image" can fill in.
-FORM_KEYS = {"prompt": "sd_prompt", "negative": "sd_negative", "steps": "sd_steps", "cfg": "sd_cfg",
-             "scheduler": "sd_scheduler", "strength": "sd_strength", "clip_skip": "sd_clip_skip", "vae": "sd_vae"}
+# The form's keys for each spec field "load settings from an image" can fill in (ui/fields.py has them all).
+FORM_KEYS = {name: fields.FIELDS["diffusion"][name][0]
+             for name in ("prompt", "negative", "steps", "cfg", "scheduler", "strength", "clip_skip", "vae")}
 
 
 def load_settings_from_image() -> None:

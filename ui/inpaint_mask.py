@@ -37,16 +37,21 @@ def save_image(image: Image.Image, suffix: str = ".png") -> str:
 
 def image_and_mask(prefix: str) -> tuple[str | None, str | None]:
     """The image to inpaint and its mask (paths), from an upload and the canvas or a mask upload."""
-    from ui.sd_widgets import save_upload
+    from ui import reuse
+    from ui.common import save_upload
 
-    upload = st.sidebar.file_uploader("Image to inpaint", type=["png", "jpg", "jpeg", "webp"], key=f"{prefix}inpaint_image")
-    mask_upload = st.sidebar.file_uploader("Mask (white = repaint), or paint it below", type=["png", "jpg", "jpeg", "webp"],
-                                           key=f"{prefix}mask_upload")
-    if upload is None:
-        return None, save_upload(mask_upload) if mask_upload is not None else None
-    image_path = save_upload(upload)
-    if mask_upload is not None:
-        return image_path, save_upload(mask_upload)
+    types = ["png", "jpg", "jpeg", "webp"]
+    image_path = reuse.loaded_file(f"{prefix}inpaint_image")  # taken from a run, else uploaded
+    if image_path is None:
+        upload = st.sidebar.file_uploader("Image to inpaint", type=types, key=f"{prefix}inpaint_image")
+        image_path = save_upload(upload) if upload is not None else None
+    mask_path = reuse.loaded_file(f"{prefix}mask_upload")
+    if mask_path is None:
+        mask_upload = st.sidebar.file_uploader("Mask (white = repaint), or paint it below", type=types,
+                                               key=f"{prefix}mask_upload")
+        mask_path = save_upload(mask_upload) if mask_upload is not None else None
+    if image_path is None or mask_path is not None:
+        return image_path, mask_path
     image = Image.open(image_path).convert("RGB")
     painted = _paint(image, prefix)
     if painted is None or not painted.getbbox():

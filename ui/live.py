@@ -11,6 +11,7 @@ import streamlit as st
 from logic import jobs, queue, runs
 from logic.commands.progress import format_seconds
 from logic.errors import UserError
+from ui import reuse
 
 GRID = "grid.png"   # a batch's images side by side (logic/engines/diffusion.py)
 
@@ -244,8 +245,8 @@ def image_actions(run: runs.Run, shown: ShownImage) -> dict | None:
         params = runs.rerun_request(run)
         params.update(seed=shown.seed, batch_size=1, batch_count=1)
         return params
-    # Reuse buttons for this one image ("Reuse this seed", "Send to img2img", "Use as init image")
-    # go here: ui/reuse.py, called with (run, shown); shown.seed is this image's seed.
+    if shown.alone:  # a single image's reuse buttons are the run's own (run_actions)
+        reuse.image_actions(row, run.path, run.details, shown.path, shown.seed, shown.key)
     return None
 
 
@@ -264,8 +265,7 @@ def show_video(run: runs.Run, details: dict) -> None:
 
 def run_actions(run: runs.Run, details: dict) -> dict | None:
     """The buttons for the whole run, under its images and video: what reuses the run."""
-    # Reuse buttons for the whole run ("Use these settings", "Continue this run") go here:
-    # ui/reuse.py, called with (run, details).
+    reuse.result_actions(run.path, details)
     return None
 
 
@@ -340,4 +340,5 @@ def show_recent(output_dir) -> None:
         column = columns[index % 4]
         column.image(file_bytes(Path(item["thumb"])), width="stretch")
         column.caption(f"{item['prompt'][:60]} · {item['mode']} · {item['status']}")
+        reuse.recent_actions(column, Path(output_dir) / item["folder"])
     st.caption("Browse every run, search and watch live: `python gallery.py` (http://127.0.0.1:5000).")

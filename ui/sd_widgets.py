@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import streamlit as st
 
-from logic import settings
 from logic.engines import sd_common
 from logic.models import catalog
 from logic.models import diffusion as sd
-from ui.common import parse_seed  # noqa: F401 - the sidebars call w.parse_seed
+from ui.common import parse_seed, save_upload  # noqa: F401 - the sidebars call w.parse_seed, w.save_upload
 
 
 def model_choices(default: str) -> list[str]:
@@ -108,14 +106,3 @@ def memory(prefix: str, defaults: dict) -> dict:
                              help="Flagged images are replaced by a placeholder and a sentence says why.")
         device = st.text_input("Device", "auto", key=f"{prefix}device", help="auto, cpu, cuda or cuda:N")
     return {"precision": precision, "memory": mode, "safety": bool(safety), "device": device}
-
-
-def save_upload(upload) -> str:
-    """Keep an uploaded file in output/.uploads/ (named by content) and return its path."""
-    data = upload.getvalue()
-    folder = settings.output_dir() / ".uploads"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}{Path(upload.name).suffix.lower() or '.png'}"
-    if not path.exists():
-        path.write_bytes(data)
-    return str(path)

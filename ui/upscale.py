@@ -6,14 +6,16 @@ import streamlit as st
 
 from logic.engines import sd_common
 from logic.models.upscalers import list_upscalers
+from ui import reuse
 from ui import sd_widgets as w
 
 TITLE = "Upscale"
 
 
 def sidebar(defaults: dict) -> dict | None:
+    loaded = reuse.loaded_file("up_image")
     with st.sidebar.form("upscale_form"):
-        upload = st.file_uploader("Image", type=["png", "jpg", "jpeg", "webp"], key="up_image")
+        upload = None if loaded else st.file_uploader("Image", type=["png", "jpg", "jpeg", "webp"], key="up_image")
         run_dir = st.text_input("…or a run folder", "", key="up_run", help="Its output.png is upscaled.")
         col1, col2 = st.columns(2)
         scale = col1.number_input("Upscale by", 1.05, 8.0, float(defaults.get("scale", 2.0)), 0.05, key="up_scale",
@@ -24,5 +26,5 @@ def sidebar(defaults: dict) -> dict | None:
         submitted = st.form_submit_button("Upscale", type="primary", width="stretch")
     if not submitted:
         return None
-    image = w.save_upload(upload) if upload is not None else run_dir.strip()
+    image = loaded or (w.save_upload(upload) if upload is not None else run_dir.strip())
     return {"image": image, "scale": float(scale), "upscaler": upscaler}

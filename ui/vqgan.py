@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import streamlit as st
 
-from logic import runs, settings
+from logic import runs
 from logic.models.catalog import vqgan_choices
 from logic.vqgan.cutouts import AUGMENTS, CUT_METHODS
 from logic.vqgan.optimisers import OPTIMISERS
 from logic.vqgan.starts import INIT_NOISES
-from ui.common import parse_seed
+from ui import reuse
+from ui.common import parse_seed, save_upload
 
 TITLE = "VQGAN+CLIP"
-UPLOADS = ".uploads"   # inside output/: kept, so reruns find the files (dot folders are not runs)
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp"]
 
 
@@ -23,6 +22,8 @@ def sidebar(defaults: dict) -> dict | None:
     """All settings in one form (the script reruns once per submit); returns params on Run."""
     choices = vqgan_choices()
     preferred = defaults.get("vqgan")
+    continue_from = reuse.continuing()
+    loaded_init, loaded_prompts = reuse.loaded_file("vqgan_init_image"), reuse.loaded_file("vqgan_image_prompts")
     with st.sidebar.form("vqgan_form"):
         model = st.selectbox("Model", choices, index=choices.index(preferred) if preferred in choices else 0,
                              format_func=lambda n: "demo (random weights, for trying things out)" if n == "demo" else n,
@@ -43,7 +44,7 @@ def sidebar(defaults: dict) -> dict | None:
         seed = st.text_input("Seed (empty = random)", "" if defaults.get("seed") is None else str(defaults["seed"]),
                              key="vqgan_seed", help="The same seed with the same settings makes the same image.")
         with st.expander("Image prompts and init image"):
-            prompt_files = st.file_uploader("Image prompts", IMAGE_TYPES, accept_multiple_files=True,
+            prompt_files = None if loaded_prompts else st.file_uploader("Image prompts", IMAGE_TYPES, accept_multiple_files=True,
                                             key="vqgan_image_prompts",
                                             help="Pictures the result should look like, judged as the text is.")
             prompt_weights = st.text_input("Their weights[:stop], comma separated (empty = 1)", "",
@@ -51,7 +52,7 @@ def sidebar(defaults: dict) -> dict | None:
             noise_prompts = st.text_input("Noise prompts, seed:weight, comma separated", "",
                                           key="vqgan_noise_prompts",
                                           help="Random targets that add variety, each a seed and a weight, e.g. 42:0.5")
-            init_file = st.file_uploader("Init image", IMAGE_TYPES, key="vqgan_init_image",
+            init_file = None if loaded_init else st.file_uploader("Init image", IMAGE_TYPES, key="vqgan_init_image",
                                          help="Start from this picture instead of noise.")
             init_noise = st.selectbox("Start without an image from", INIT_NOISES,
                                       index=INIT_NOISES.index(defaults["init_noise"]), key="vqgan_init_noise",
@@ -125,11 +126,12 @@ def sidebar(defaults: dict) -> dict | None:
             "augments": list(augments), "noise_prompts": [p.strip() for p in noise_prompts.split(",") if p.strip()],
             "story_every": int(story_every), "tv_weight": float(tv_weight), "mse_weight": float(mse_weight),
             "mse_decay": float(mse_decay), "mse_decay_every": int(mse_decay_every), "precision": precision,
-            "image_prompts": image_prompt_params(prompt_files or [], prompt_weights),
-            "init_image": save_upload(init_file) if init_file else None, "init_noise": init_noise,
+            "image_prompts": loaded_prompts or image_prompt_params(prompt_files or [], prompt_weights),
+            "init_image": loaded_init or (save_upload(init_file) if init_file else None), "init_noise": init_noise,
             "animate_every": int(animate_every), "zoom": float(zoom), "rotate": float(rotate),
             "translate_x": float(translate_x), "translate_y": float(translate_y), "every": int(every),
-            "fps": float(fps), "gif": bool(gif), "demo": model == "demo", "device": device}
+            "fps": float(fps), "gif": bool(gif), "demo": model == "demo", "device": device,
+            **({"continue_from": continue_from} if continue_from else {})}
 
 
 def image_prompt_params(files: list, weights: str) -> list[str]:
@@ -140,17 +142,6 @@ def image_prompt_params(files: list, weights: str) -> list[str]:
         suffix = f":{parts[i]}" if i < len(parts) and parts[i] else ""
         params.append(save_upload(upload) + suffix)
     return params
-
-
-def save_upload(upload) -> str:
-    """Keep an uploaded file under output/.uploads/, named by its content, and return its path."""
-    data = upload.getvalue()
-    folder = settings.output_dir() / UPLOADS
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}{Path(upload.name).suffix.lower()}"
-    if not path.is_file():
-        path.write_bytes(data)
-    return str(path)
 
 
 def result_actions(run_dir: Path, details: dict) -> dict | None:
