@@ -97,12 +97,12 @@ def test_reloading_the_page_reattaches_to_the_running_job_and_stop_keeps_it(app_
     url, output = app_url
     page.goto(url)
     fill_demo_run(page, "a lighthouse", "-1")
-    expect(page.get_by_text("it/s")).to_be_visible(timeout=120_000)
+    expect(page.get_by_text("it/s").first).to_be_visible(timeout=120_000)
 
     page.reload()  # a new session: the page must find the run in the server's worker
-    expect(page.get_by_text("it/s")).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("it/s").first).to_be_visible(timeout=60_000)
     expect(page.get_by_role("img", name="Live preview").or_(page.get_by_text("Live preview"))).to_be_visible()
-    page.get_by_role("button", name="Stop").click()
+    page.get_by_role("button", name="Stop", exact=True).first.click()
     expect(page.get_by_text("Stopped at step")).to_be_visible(timeout=60_000)
     run_dir = next(d for d in output.iterdir() if not d.name.startswith("."))  # .queue is the queue index
     details = json.loads((run_dir / "details.json").read_text())

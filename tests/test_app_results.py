@@ -157,7 +157,7 @@ def test_a_long_run_asks_first_and_messages_are_about_the_latest_run(tmp_path, m
     device = resolve_device("auto")
     for _ in range(2):  # recent runs of 48x48 took 30 s a step: 30 steps take 15 minutes
         finished_run(output, size=(48, 48), step_s=30.0, load_s=1.0, device=device)
-    before = set(output.iterdir())
+    before = run_folders(output)
     lock = queue.DeviceLock(device)  # the device is busy: the confirmed run waits in the queue
     assert lock.try_acquire()
     try:
@@ -165,6 +165,11 @@ def test_a_long_run_asks_first_and_messages_are_about_the_latest_run(tmp_path, m
     finally:
         lock.release()
         queue.get_worker(device, output).close(timeout=30)
+
+
+def run_folders(output: Path) -> set:
+    """The run folders (dot names are the app's settings file and the queue index, not runs)."""
+    return {p for p in output.iterdir() if not p.name.startswith(".")}
 
 
 def ask_before_a_long_run(output: Path, before: set) -> None:
@@ -184,13 +189,13 @@ def ask_before_a_long_run(output: Path, before: set) -> None:
     assert not at.error
     question = " ".join(w.value for w in at.warning)
     assert "This run will take about 15 min" in question and "recent runs" in question
-    assert set(output.iterdir()) == before
+    assert run_folders(output) == before
     at.button(key="pending_long_cancel").click().run()
-    assert not any("This run will take" in w.value for w in at.warning) and set(output.iterdir()) == before
+    assert not any("This run will take" in w.value for w in at.warning) and run_folders(output) == before
     submit(at)
     at.button(key="pending_long_run").click().run()
     assert not at.exception and not at.error
-    new = [p for p in set(output.iterdir()) - before if not p.name.startswith(".")]
+    new = [p for p in run_folders(output) - before if not p.name.startswith(".")]
     assert len(new) == 1 and runs.read_details(new[0])["prompt"] == "a slow fox"
     # the page follows the new run: nothing of the previous run's outcome stays
     assert not at.success and at.subheader[0].value == "VQGAN+CLIP: a slow fox"

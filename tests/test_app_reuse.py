@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from logic import jobs, runs
+from logic import jobs, runs, settings
 from test_app import APP, shown_run_dir, submit_form, wait_until
 
 VQGAN = {"prompt": "an old mill", "demo": True, "size": [48, 48], "cutn": 4, "seed": 11, "lr": 0.2, "steps": 3,
@@ -128,7 +128,7 @@ def test_a_broken_settings_file_is_left_aside(tmp_path, monkeypatch):
     monkeypatch.setenv("ATELIER_OUTPUT", str(output))
     at = app()
     assert not at.exception and at.radio(key="mode").value == "walk"
-    assert at.text_area(key="walk_prompts").value == "a\nb" and at.number_input(key="walk_frames").value == 24
+    assert at.text_area(key="walk_prompts").value == "a\nb" and at.number_input(key="walk_frames").value == settings.quick_defaults("walk")["frames"]
     (output / ".app-settings.json").write_text("{not json")
     assert not app().exception
 
@@ -264,7 +264,8 @@ def test_runs_from_elsewhere_load_what_the_sidebar_can_show(tmp_path, monkeypatc
 
     at = app(**{"from": vqgan.run_id})
     assert not at.exception and at.text_area(key="vqgan_prompt").value == "a far run"
-    assert at.number_input(key="vqgan_steps").value == 300  # out of the field's range: its default
+    assert at.number_input(key="vqgan_steps").value == settings.quick_defaults("vqgan")["steps"]  # out of range: the default
+    # (the quick defaults: the tests have no GPU and only the demo models)
     assert at.text_input(key="vqgan_noise_prompts").value == "3:0.5"
 
     at = app(**{"from": inpaint.run_id})
