@@ -106,6 +106,7 @@ def load_single_file(path: Path, sidecar: dict, dtype: torch.dtype, tokenizer_ca
     job = Conversion(state, family, config_folder(family, state, sidecar, path.name),
                      base_folder(sidecar.get("base")), dtype, tokenizer_cache, path.name)
     specs = family.single_file["components"]
+    _check_sources(specs, job)
     components = {}
     for name, spec in specs.items():
         if spec.get("needs") and not _available(specs[spec["needs"]], spec["needs"], job):
@@ -122,6 +123,13 @@ def load_single_file(path: Path, sidecar: dict, dtype: torch.dtype, tokenizer_ca
         pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config,
                                                           prediction_type=sidecar["prediction_type"])
     return pipe, family
+
+
+def _check_sources(specs: dict, job: Conversion) -> None:
+    """Before converting anything: every part the pipeline needs is in the file or the base folder."""
+    for name, spec in specs.items():
+        if not spec.get("optional") and not _available(spec, name, job):
+            _from_base(name, job)   # says which base folder to add
 
 
 def _holds(spec: dict, state: dict) -> bool:
@@ -172,7 +180,9 @@ def _convert(name: str, spec: dict, job: Conversion):
 
     cls = getattr(transformers, class_name)
     make = sfu.create_diffusers_clip_model_from_ldm if kind == "clip" else sfu.create_diffusers_t5_model_from_checkpoint
-    return make(cls, job.state, subfolder=name, config=str(configs), torch_dtype=job.dtype, local_files_only=True)
+    model = make(cls, job.state, subfolder=name, config=str(configs), torch_dtype=job.dtype, local_files_only=True)
+    # built from a config, so in training mode: T5's dropout (0.1 in T5-XXL's config) would be live
+    return model.eval()
 
 
 def _flux_from_bfl(cls, job: Conversion):
