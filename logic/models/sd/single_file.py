@@ -5,8 +5,10 @@ torch's weights-only unpickler, which refuses a pickle naming anything but tenso
 its family detected from its keys (or named by the
 sidecar's ``family:``), and each component the family file lists is made from the file with
 diffusers' own converters (``from_single_file`` on the tensors already loaded, so diffusers never
-opens the file itself) and the configs shipped in ``sd_configs/<folder>/``. Components a file does
-not hold (Flux's VAE and text encoders, for one) come from a base folder named in the sidecar.
+opens the file itself) and the configs shipped in ``sd_configs/<folder>/``; a Flux transformer in
+BFL's layout by ``bfl`` (diffusers' converter assumes the full-size width). Components a file does
+not hold (Flux's VAE and text encoders, for one) come from a base folder named in the sidecar;
+optional ones (SD 3.5's T5, whose tokenizer is not shipped) are left out without one.
 """
 
 from __future__ import annotations
