@@ -122,7 +122,7 @@ def tiny_fp16_variant() -> dict:
     return {"folder": folder}
 
 
-def tiny_t5(seed: int = 0):
+def tiny_t5(seed: int = 0, d_model: int = 32):
     """A tiny T5 encoder and a real ``T5Tokenizer`` (Unigram, tokenizer.json) built from a small vocabulary
     offline; the pieces cover lowercase words letter by letter, so any prompt tokenizes."""
     from transformers import T5Config, T5EncoderModel, T5Tokenizer
@@ -131,7 +131,7 @@ def tiny_t5(seed: int = 0):
     vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
     vocab += [(chr(c), -3.0) for c in range(97, 123)] + [("▁" + w, -1.0) for w in words]
     tokenizer = T5Tokenizer(vocab=vocab, extra_ids=0)
-    encoder = _seeded(seed, lambda: T5EncoderModel(T5Config(d_model=32, d_ff=37, d_kv=8, num_layers=1, num_heads=4,
+    encoder = _seeded(seed, lambda: T5EncoderModel(T5Config(d_model=d_model, d_ff=37, d_kv=8, num_layers=1, num_heads=4,
                                                             vocab_size=len(tokenizer), relative_attention_num_buckets=8)))
     return encoder.eval(), tokenizer
 
@@ -144,34 +144,62 @@ def _flow_vae(seed: int, shift: float, scale: float):
                                                   "use_post_quant_conv": False}))
 
 
+def _save_tensors(state: dict, path, sidecar: dict | None = None):
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().contiguous().clone() for k, v in state.items()}, str(path))
+    if sidecar is not None:
+        path.with_name(path.name + ".yaml").write_text(yaml.safe_dump(sidecar))
+    return path
+
+
 @per_assets_dir
 def tiny_sd3() -> dict:
-    """SD 3.5: an MMDiT on 16-channel latents, CLIP-L + CLIG-G (with projections) and T5."""
+    """SD 3.5 medium-like: an MMDiT-X (a second attention in block 0, RMS q/k norms) on 16-channel latents,
+    CLIP-L (identity projection, as diffusers takes a file's) + CLIP-G (wider, as the real 768 / 1280: diffusers
+    tells a file's two apart by width) and T5. Written as a folder and as Stability's single files: with
+    the three encoders (``single``) and without any (``bare``), each with a sidecar naming the folder."""
     from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
+    from logic.models.sd.export import sd3_pipeline_to_original
+
     transformer = _seeded(0, lambda: SD3Transformer2DModel(
-        sample_size=32, patch_size=2, in_channels=16, out_channels=16, num_layers=1, attention_head_dim=8,
-        num_attention_heads=4, caption_projection_dim=32, joint_attention_dim=32, pooled_projection_dim=64))
-    text = _seeded(0, lambda: CLIPTextModelWithProjection(CLIPTextConfig(**{**TINY_TEXT, "hidden_act": "gelu"})).eval())
-    text_2 = _seeded(1, lambda: CLIPTextModelWithProjection(CLIPTextConfig(**{**TINY_TEXT, "hidden_act": "gelu"})).eval())
-    t5, t5_tokenizer = tiny_t5()
+        sample_size=32, patch_size=2, in_channels=16, out_channels=16, num_layers=2, attention_head_dim=8,
+        num_attention_heads=4, caption_projection_dim=32, joint_attention_dim=96, pooled_projection_dim=80,
+        dual_attention_layers=(0,), qk_norm="rms_norm"))
+    text = _seeded(0, lambda: CLIPTextModelWithProjection(CLIPTextConfig(**TINY_TEXT)).eval())
+    with torch.no_grad():
+        text.text_projection.weight.copy_(torch.eye(32))
+    text_2 = _seeded(1, lambda: CLIPTextModelWithProjection(
+        CLIPTextConfig(**{**TINY_TEXT, "hidden_act": "gelu", "hidden_size": 48, "projection_dim": 48})).eval())
+    t5, t5_tokenizer = tiny_t5(d_model=96)
     pipe = StableDiffusion3Pipeline(
         transformer=transformer, vae=_flow_vae(0, 0.0609, 1.5305), text_encoder=text, text_encoder_2=text_2,
         text_encoder_3=t5, tokenizer=load_clip_tokenizer(sd_common.tokenizer_cache()),
         tokenizer_2=load_clip_tokenizer(sd_common.tokenizer_cache(), pad_token="!"), tokenizer_3=t5_tokenizer,
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0))
-    return _write(pipe, "tiny-sd3", single=False)
+    out = _write(pipe, "tiny-sd3", single=False)
+    sidecar = {"base": str(out["folder"])}
+    out["single"] = _save_tensors(sd3_pipeline_to_original(pipe), _models_dir() / "tiny-sd3-file.safetensors", sidecar)
+    out["bare"] = _save_tensors(sd3_pipeline_to_original(pipe, encoders=False),
+                                _models_dir() / "tiny-sd3-bare.safetensors", sidecar)
+    return out
 
 
 @per_assets_dir
 def tiny_flux() -> dict:
-    """FLUX.1-dev-like: a double- and a single-stream block, packed 16-channel latents, embedded guidance."""
+    """FLUX.1-dev-like: two double- and two single-stream blocks, packed 16-channel latents, embedded guidance.
+
+    Its transformer is also written alone, as a file in BFL's layout (``single``, as BFL and ComfyUI
+    ship them) and in diffusers' (``single_diffusers``), each with a sidecar naming the folder as base."""
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
+    from logic.models.sd import bfl
+
     transformer = _seeded(0, lambda: FluxTransformer2DModel(
-        patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=16,
+        patch_size=1, in_channels=64, num_layers=2, num_single_layers=2, attention_head_dim=16,
         num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, guidance_embeds=True,
         axes_dims_rope=[4, 4, 8]))
     text = _seeded(0, lambda: CLIPTextModel(CLIPTextConfig(**TINY_TEXT)).eval())
@@ -182,13 +210,8 @@ def tiny_flux() -> dict:
                         text_encoder_2=t5, tokenizer=load_clip_tokenizer(sd_common.tokenizer_cache()),
                         tokenizer_2=t5_tokenizer, scheduler=scheduler)
     out = _write(pipe, "tiny-flux", single=False)
-    # A Flux file is the transformer alone; its VAE, encoders and tokenizers come from a base folder.
-    # (diffusers' converter from BFL's layout assumes the full-size width, so the tiny file is in
-    # diffusers' layout, which from_single_file takes as it is.)
-    from safetensors.torch import save_file
-
-    path = _models_dir() / "tiny-flux-transformer.safetensors"
-    save_file({k: v.contiguous() for k, v in transformer.state_dict().items()}, str(path))
-    (_models_dir() / "tiny-flux-transformer.safetensors.yaml").write_text(yaml.safe_dump({"base": str(out["folder"])}))
-    out["single"] = path
+    sidecar = {"base": str(out["folder"])}
+    weights = transformer.state_dict()
+    out["single"] = _save_tensors(bfl.to_bfl(weights), _models_dir() / "tiny-flux-transformer.safetensors", sidecar)
+    out["single_diffusers"] = _save_tensors(weights, _models_dir() / "tiny-flux-diffusers.safetensors", sidecar)
     return out

@@ -67,7 +67,7 @@ def page():
 
 
 def fill_demo_run(page, prompt: str, steps: str) -> None:
-    page.get_by_role("textbox", name="Prompt").fill(prompt)
+    page.get_by_role("textbox", name="Prompt", exact=True).fill(prompt)
     for label, value in (("Width", "48"), ("Height", "48"), ("Steps (-1 = until stopped)", steps)):
         field = page.get_by_role("spinbutton", name=label)
         field.fill(value)
@@ -136,3 +136,48 @@ def test_use_these_settings_on_a_recent_run_fills_the_sidebar(app_url, page):
     expect(page.get_by_role("spinbutton", name="Steps (-1 = until stopped)")).to_have_value("33")
     expect(page.get_by_role("textbox", name="Seed (empty = random)")).to_have_value("9")
     page.screenshot(path=str(output.parent / "reuse.png"), full_page=True)
+
+
+def test_inpaint_mask_painted_on_the_canvas_reaches_the_run(app_url, page, tmp_path):
+    """Stable Diffusion, Inpaint: upload an image, paint a stroke on the canvas with the mouse, run the
+    demo model; the run's saved mask is white where the stroke went and black elsewhere."""
+    import numpy as np
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    url, output = app_url
+    shots = Path(os.environ.get("ATELIER_SHOTS", tmp_path))
+    image_path = tmp_path / "to-inpaint.png"
+    Image.new("RGB", (64, 64), (40, 120, 200)).save(image_path)
+    page.goto(url)
+    page.get_by_text("Stable Diffusion", exact=True).click()
+    page.get_by_text("Inpaint", exact=True).click()
+    page.get_by_role("region", name="Image to inpaint").locator("input[type='file']").set_input_files(str(image_path))
+    canvas = page.locator("canvas.upper-canvas")
+    expect(canvas).to_be_visible(timeout=60_000)
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    y = box["y"] + box["height"] * 0.5
+    page.mouse.move(box["x"] + box["width"] * 0.2, y)
+    page.mouse.down()
+    for step in range(1, 11):  # a stroke from 20% to 60% of the width, through the middle
+        page.mouse.move(box["x"] + box["width"] * (0.2 + 0.04 * step), y)
+    page.mouse.up()
+    page.screenshot(path=str(shots / "inpaint-stroke.png"), full_page=True)
+    page.get_by_role("textbox", name="Prompt", exact=True).fill("a red fox")
+    for label, value in (("Steps", "2"), ("Width", "64"), ("Height", "64")):
+        field = page.get_by_role("spinbutton", name=label, exact=True)
+        field.fill(value)
+        field.press("Tab")
+    page.get_by_role("button", name="Run").click()
+    expect(page.get_by_text("Done", exact=False).first).to_be_visible(timeout=180_000)
+    expect(page.locator("[data-testid='stImage'] img").first).to_be_visible()
+    page.screenshot(path=str(shots / "inpaint-done.png"), full_page=True)
+    # the newest run (other tests of this module made runs in the same output folder)
+    run_dir = max((d for d in output.iterdir() if not d.name.startswith(".")), key=lambda d: d.name)
+    details = json.loads((run_dir / "details.json").read_text())
+    assert details["task"] == "inpaint"
+    mask = np.asarray(Image.open(run_dir / "inputs" / "mask.png").convert("L"))
+    assert mask.shape == (64, 64)
+    assert mask[32, 16:36].min() == 255          # under the stroke (20% to 60% of the width, brush 24/240)
+    assert mask[:20].max() == 0 and mask[44:].max() == 0 and mask[:, 50:].max() == 0   # far from it

@@ -75,6 +75,24 @@ def test_task_sidebars_hires_and_inpaint_and_the_family_caption(tmp_path):
     assert app.sidebar.checkbox(key="sd_only_masked") is not None
 
 
+def test_the_family_caption_names_sd35_and_flux_single_files(tmp_path):
+    """The sidebar reads a file's family from its keys alone: Stability's SD 3.5 layout, BFL's Flux layout."""
+    from sd_family_helpers import tiny_flux, tiny_sd3
+
+    tiny_models()
+    tiny_sd3()
+    tiny_flux()
+    script = tmp_path / "app.py"
+    script.write_text(TASK_SCRIPT)
+    app = AppTest.from_file(str(script), default_timeout=60).run()
+    for model, title in (("tiny-sd3-bare.safetensors", "Stable Diffusion 3.5"),
+                         ("tiny-flux-transformer.safetensors", "FLUX.1")):
+        app.sidebar.selectbox(key="sd_model").select(model)
+        app.sidebar.button[0].click().run()
+        assert not app.exception
+        assert any(f"Family: {title}" in c.value for c in app.sidebar.caption), model
+
+
 def test_canvas_strokes_become_a_mask_at_the_image_size():
     import numpy as np
 

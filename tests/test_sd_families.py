@@ -186,17 +186,33 @@ def test_flow_families_run_txt2img_img2img_and_record_what_ran(output_dir, tmp_p
     assert again.details["task"] == "img2img" and state.total == 2
 
 
-def test_flux_transformer_file_with_a_base_folder_matches_the_folder(output_dir):
+def test_flux_transformer_files_in_bfl_and_diffusers_layouts_load_the_same_weights(output_dir, capsys):
+    """A tiny transformer in BFL's layout (fused qkv, single blocks' fused linear1: sizes read from the
+    tensors, not diffusers' full-size assumption) and in diffusers' own: both load to the folder's
+    exact weights, and the BFL file draws through the CLI what the folder draws."""
+    import torch
+    import yaml
+    from diffusers import FluxTransformer2DModel
+
+    from logic.engines import sd_common
     from sd_family_helpers import tiny_flux
 
     files = tiny_flux()
-    made = {}
-    for model in ("tiny-flux", files["single"].name):
-        run, state = run_engine("diffusion", output_dir, **{**PLAIN, "preview_every": 0, "model": model})
-        assert state.status == runs.DONE, state.error
-        assert _family(run) == "flux"
-        made[model] = pixels(run.file("output.png"))
-    assert np.abs(made["tiny-flux"] - made[files["single"].name]).max() <= 1
+    assert "double_blocks.1.img_attn.qkv.weight" in load_file(files["single"])
+    assert "single_blocks.1.linear1.weight" in load_file(files["single"])
+    want = FluxTransformer2DModel.from_pretrained(files["folder"], subfolder="transformer").state_dict()
+    for key in ("single", "single_diffusers"):
+        sidecar = yaml.safe_load(files[key].with_name(files[key].name + ".yaml").read_text())
+        pipe, family = single_file.load_single_file(files[key], sidecar, torch.float32, sd_common.tokenizer_cache())
+        got = pipe.transformer.state_dict()
+        assert family.name == "flux" and set(got) == set(want)
+        assert all(torch.equal(got[k], want[k]) for k in want), key
+    folder_run, state = run_engine("diffusion", output_dir, **{**PLAIN, "preview_every": 0, "steps": 2, "cfg": 5},
+                                   model="tiny-flux")
+    assert state.status == runs.DONE, state.error
+    file_run = _cli_run(output_dir, capsys, files["single"].name)
+    assert file_run.details["status"] == runs.DONE and _family(file_run) == "flux"
+    assert np.abs(pixels(folder_run.file("output.png")) - pixels(file_run.file("output.png"))).max() <= 1
 
 
 def test_a_flux_file_without_a_base_folder_says_what_to_add(output_dir, tmp_path):
@@ -237,3 +253,118 @@ def test_memory_plan_follows_each_familys_needs_and_is_overridable():
     assert tight.sequential_offload and not tight.cpu_offload and "FLUX.1 needs about 38 GiB" in tight.reason
     assert sd.memory_plan("cuda", "fp16", "fast", free_bytes=1 * gib, family=families["flux"]).record()["mode"] == "fast"
     assert sd.memory_plan("cpu", family=families["flux"]).dtype == "fp32"
+
+
+def _cli_run(output_dir, capsys, model: str, **extra):
+    args = ["diffusion", "-p", PLAIN["prompt"], "-n", PLAIN["negative"], "--model", model, "--steps", "2",
+            "--size", "32", "32", "--cfg", "5", "--scheduler", "Euler", "--seed", "7", "--preview-every", "0", "--output", str(output_dir),
+            "--device", "cpu"]
+    for key, value in extra.items():
+        args += [f"--{key.replace('_', '-')}", str(value)]
+    assert main(args) == 0
+    return runs.open_run(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_sd35_single_files_with_and_without_encoders_match_the_folder_through_the_cli(output_dir, capsys):
+    """Stability's layout (MMDiT under model.diffusion_model.joint_blocks, encoders under text_encoders.):
+    the file with CLIP-L/CLIP-G/T5 and the one without (encoders from its sidecar's base) draw what the folder does."""
+    from sd_family_helpers import tiny_sd3
+
+    files = tiny_sd3()
+    assert "model.diffusion_model.joint_blocks.0.x_block.attn2.qkv.weight" in load_file(files["single"])
+    assert "text_encoders.t5xxl.transformer.shared.weight" in load_file(files["single"])
+    assert not any(k.startswith("text_encoders.") for k in load_file(files["bare"]))
+    folder_run, state = run_engine("diffusion", output_dir, **{**PLAIN, "preview_every": 0, "steps": 2, "cfg": 5},
+                                   model="tiny-sd3")
+    assert state.status == runs.DONE, state.error
+    for key in ("single", "bare"):
+        file_run = _cli_run(output_dir, capsys, files[key].name)
+        assert file_run.details["status"] == runs.DONE and _family(file_run) == "sd3"
+        assert file_run.details["model"]["text_encoders"] == ["text_encoder", "text_encoder_2", "text_encoder_3"]
+        assert np.abs(pixels(folder_run.file("output.png")) - pixels(file_run.file("output.png"))).max() <= 1
+
+
+def _config_only_copy(folder, target):
+    """A diffusers folder's model_index.json and component configs, no weights or tokenizers: what a
+    shipped config folder (logic/models/sd_configs/sd35-*) is, at the tiny model's sizes."""
+    import shutil
+
+    target.mkdir()
+    shutil.copy(folder / "model_index.json", target / "model_index.json")
+    for config in list(folder.glob("*/config.json")) + list(folder.glob("scheduler/scheduler_config.json")):
+        if config.parent.name.startswith("tokenizer"):
+            continue
+        (target / config.parent.name).mkdir(exist_ok=True)
+        shutil.copy(config, target / config.parent.name / config.name)
+    return target
+
+
+def test_sd35_file_with_encoders_loads_from_configs_alone_and_runs_on_its_clips(output_dir, tmp_path):
+    """Offline with no base folder: the components from the file and configs, the CLIP tokenizers written
+    offline; the T5 tokenizer is not shipped, so the run goes on CLIP-L + CLIP-G as an 'incl_clips' file does."""
+    import shutil
+
+    import yaml
+
+    from sd_family_helpers import tiny_sd3
+
+    files = tiny_sd3()
+    configs = _config_only_copy(files["folder"], tmp_path / "configs-only")
+    model = tmp_path / "sd35-offline.safetensors"
+    shutil.copy(files["single"], model)
+    (tmp_path / "sd35-offline.safetensors.yaml").write_text(yaml.safe_dump({"base": str(configs)}))
+    run, state = run_engine("diffusion", output_dir, **{**PLAIN, "preview_every": 0}, model=str(model))
+    assert state.status == runs.DONE, state.error
+    assert _family(run) == "sd3" and run.details["model"]["text_encoders"] == ["text_encoder", "text_encoder_2"]
+
+    bare = tmp_path / "sd3.5_large.safetensors"   # no encoders and no sidecar: one sentence on the base it needs
+    shutil.copy(files["bare"], bare)
+    run, state = run_engine("diffusion", output_dir, **{**PLAIN, "preview_every": 0}, model=str(bare))
+    assert state.status == runs.FAILED and "\n" not in state.error
+    assert "holds no text_encoder (Stable Diffusion 3.5)" in state.error
+    assert "write `base: <folder>` in sd3.5_large.safetensors.yaml" in state.error
+
+
+@pytest.mark.parametrize("name", ["sd35-large", "sd35-medium", "sd3-medium"])
+def test_shipped_sd3_configs_fit_stability_files_and_are_picked_by_their_keys(name):
+    """A full-size MMDiT from each shipped config, empty (meta) weights, in Stability's layout: the file's
+    keys pick that config, and diffusers' converter takes every tensor back to exactly the model's."""
+    from accelerate import init_empty_weights
+    from diffusers import SD3Transformer2DModel
+    from diffusers.loaders.single_file_utils import convert_sd3_transformer_checkpoint_to_diffusers
+
+    from logic.models.sd.export import sd3_transformer_to_original
+
+    config = dict(SD3Transformer2DModel.load_config(sd.CONFIGS_DIR / name / "transformer"))
+    with init_empty_weights():
+        model = SD3Transformer2DModel.from_config(config)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    original = sd3_transformer_to_original(model.state_dict())
+    family = single_file.detect_file_family(original, {}, "x.safetensors")
+    assert family.name == "sd3" and single_file.config_folder(family, original, {}, "x").name == name
+    left = dict(original)
+    converted = convert_sd3_transformer_checkpoint_to_diffusers(left)
+    assert {k: tuple(v.shape) for k, v in converted.items()} == expected and not left
+
+
+def test_bfl_flux_layout_is_the_one_diffusers_converts_and_ours_reads_any_width():
+    """BFL's names checked against diffusers' own converter at FLUX.1-dev's full size (meta weights); our
+    shape-aware converter gives the same tensors and reads the config back from them."""
+    from accelerate import init_empty_weights
+    from diffusers import FluxTransformer2DModel
+    from diffusers.loaders.single_file_utils import convert_flux_transformer_checkpoint_to_diffusers
+
+    from logic.models.sd import bfl
+
+    with init_empty_weights():
+        model = FluxTransformer2DModel(guidance_embeds=True)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    original = bfl.to_bfl(model.state_dict(), prefix="model.diffusion_model.")
+    assert "model.diffusion_model.double_blocks.18.img_attn.qkv.weight" in original
+    assert "model.diffusion_model.single_blocks.37.linear1.weight" in original
+    left = dict(original)
+    converted = convert_flux_transformer_checkpoint_to_diffusers(left)
+    assert {k: tuple(v.shape) for k, v in converted.items()} == expected and not left
+    ours, dims = bfl.to_diffusers(original)
+    assert {k: tuple(v.shape) for k, v in ours.items()} == expected
+    assert {k: model.config[k] for k in dims} == dims

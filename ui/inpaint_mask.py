@@ -12,7 +12,7 @@ from PIL import Image
 
 from logic import settings
 
-CANVAS_WIDTH = 280
+CANVAS_WIDTH = 240   # the sidebar's content width: a wider canvas is cut off at the right
 
 
 def mask_from_strokes(rgba: np.ndarray, size: tuple[int, int]) -> Image.Image:

@@ -41,8 +41,8 @@ T5_DEFAULT_LIMITS = {"tokenizer_3": 256, "tokenizer_2": 512}
 
 def is_clip_only(pipe) -> bool:
     """SD 1.x/2.x/SDXL: every text encoder is a CLIP (A1111's chunked encoding applies)."""
-    if getattr(pipe, "text_encoder_3", None) is not None:
-        return False
+    if getattr(pipe, "text_encoder_3", None) is not None or "text_encoder_3" in getattr(pipe, "components", {}):
+        return False   # SD 3.x, its T5 loaded or not (a file run on its CLIPs alone still pools both)
     second = getattr(pipe, "text_encoder_2", None)
     return second is None or "CLIP" in type(second).__name__
 

@@ -60,6 +60,11 @@ def lora_parameters(models: sd.SdModels) -> dict:
             "Lora hashes": quote_value(", ".join(f"{lora['name']}: {lora['hash']}" for lora in models.loras))}
 
 
+def text_encoders(pipe) -> list[str]:
+    """The text encoders the model runs with (an SD 3.5 file without its T5 tokenizer runs on its CLIPs)."""
+    return [name for name in ("text_encoder", "text_encoder_2", "text_encoder_3") if getattr(pipe, name, None) is not None]
+
+
 def describe_model(spec, models: sd.SdModels) -> dict:
     source, family = models.source, models.family
     return {
@@ -67,7 +72,7 @@ def describe_model(spec, models: sd.SdModels) -> dict:
                   "hash": models.model_hash, "token": source.token, "base": source.sidecar.get("base"),
                   "family": family.name, "family_title": family.title, "inpaint_model": models.inpaint_model,
                   "loras": [dict(lora) for lora in models.loras], "revision": models.revision,
-                  "vae": models.vae},
+                  "vae": models.vae, "text_encoders": text_encoders(models.pipe)},
         "family": family.name,
         "memory": models.plan.record(),
         "demo": models.demo,

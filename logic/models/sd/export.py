@@ -149,3 +149,74 @@ def open_clip_to_original(text_sd: dict, prefix: str) -> dict:
             for ours, theirs in _OPEN_CLIP_NAMES:
                 out[there + f"{theirs}.{kind}"] = sd[here + f"{ours}.{kind}"]
     return out
+
+
+# SD 3 / 3.5 (Stability's layout: the MMDiT under model.diffusion_model.joint_blocks, the encoders
+# under text_encoders.*) -- the inverse of diffusers' convert_sd3_transformer_checkpoint_to_diffusers.
+
+_SD3_TOP = [("pos_embed", "pos_embed.pos_embed"), ("x_embedder.proj", "pos_embed.proj"),
+            ("t_embedder.mlp.0", "time_text_embed.timestep_embedder.linear_1"),
+            ("t_embedder.mlp.2", "time_text_embed.timestep_embedder.linear_2"),
+            ("y_embedder.mlp.0", "time_text_embed.text_embedder.linear_1"),
+            ("y_embedder.mlp.2", "time_text_embed.text_embedder.linear_2"),
+            ("context_embedder", "context_embedder"), ("final_layer.linear", "proj_out")]
+_SD3_BLOCK = [("x_block.attn.ln_q", "attn.norm_q"), ("x_block.attn.ln_k", "attn.norm_k"),
+              ("context_block.attn.ln_q", "attn.norm_added_q"), ("context_block.attn.ln_k", "attn.norm_added_k"),
+              ("x_block.attn.proj", "attn.to_out.0"), ("context_block.attn.proj", "attn.to_add_out"),
+              ("x_block.attn2.ln_q", "attn2.norm_q"), ("x_block.attn2.ln_k", "attn2.norm_k"),
+              ("x_block.attn2.proj", "attn2.to_out.0"),
+              ("x_block.adaLN_modulation.1", "norm1.linear"), ("context_block.adaLN_modulation.1", "norm1_context.linear"),
+              ("x_block.mlp.fc1", "ff.net.0.proj"), ("x_block.mlp.fc2", "ff.net.2"),
+              ("context_block.mlp.fc1", "ff_context.net.0.proj"), ("context_block.mlp.fc2", "ff_context.net.2")]
+_SD3_QKV = [("x_block.attn.qkv", ("attn.to_q", "attn.to_k", "attn.to_v")),
+            ("context_block.attn.qkv", ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj")),
+            ("x_block.attn2.qkv", ("attn2.to_q", "attn2.to_k", "attn2.to_v"))]
+
+
+def swap_halves(weight: torch.Tensor) -> torch.Tensor:
+    """(shift, scale) <-> (scale, shift): the original AdaLN output order against diffusers' (its own inverse)."""
+    first, second = weight.chunk(2, dim=0)
+    return torch.cat([second, first], dim=0)
+
+
+def sd3_transformer_to_original(sd: dict, prefix: str = "model.diffusion_model.") -> dict:
+    out = {}
+    for original, name in _SD3_TOP:
+        for kind in ("", ".weight", ".bias"):
+            if name + kind in sd and (kind or name == "pos_embed.pos_embed"):
+                out[prefix + original + kind] = sd[name + kind]
+    for kind in ("weight", "bias"):
+        out[f"{prefix}final_layer.adaLN_modulation.1.{kind}"] = swap_halves(sd[f"norm_out.linear.{kind}"])
+    blocks = sorted({int(k.split(".")[1]) for k in sd if k.startswith("transformer_blocks.")})
+    for i in blocks:
+        here, there = f"transformer_blocks.{i}.", f"{prefix}joint_blocks.{i}."
+        for kind in ("weight", "bias"):
+            for original, name in _SD3_BLOCK:
+                if f"{here}{name}.{kind}" in sd:
+                    out[f"{there}{original}.{kind}"] = sd[f"{here}{name}.{kind}"]
+            for original, names in _SD3_QKV:
+                if f"{here}{names[0]}.{kind}" in sd:
+                    out[f"{there}{original}.{kind}"] = torch.cat([sd[f"{here}{n}.{kind}"] for n in names])
+            if i == blocks[-1]:   # the last context block is pre-only: its modulation is stored like the final layer's
+                key = f"{there}context_block.adaLN_modulation.1.{kind}"
+                out[key] = swap_halves(out[key])
+    return out
+
+
+def sd3_pipeline_to_original(pipe, encoders: bool = True) -> dict:
+    """An SD 3 / 3.5 pipeline as Stability's single file: the MMDiT and the VAE, with the CLIP-L,
+    CLIP-G and T5 encoders under ``text_encoders.`` when ``encoders`` (the ``*_incl_clips_t5xxl`` files)."""
+    out = sd3_transformer_to_original(pipe.transformer.state_dict())
+    vae_sd = pipe.vae.state_dict()
+    for key, value in vae_sd.items():
+        new, value = _vae_key_to_original(key, value, vae_sd)
+        out["first_stage_model." + new] = value
+    if encoders:
+        # CLIP-L's projection is not stored (diffusers and ComfyUI take it as the identity)
+        out.update(_clip_to_original(pipe.text_encoder.state_dict(), "text_encoders.clip_l.transformer."))
+        out.update({"text_encoders.clip_g.transformer." + (k if k.startswith(("text_model.", "text_projection"))
+                                                           else "text_model." + k): v
+                    for k, v in pipe.text_encoder_2.state_dict().items()})
+        if pipe.text_encoder_3 is not None:
+            out.update({"text_encoders.t5xxl.transformer." + k: v for k, v in pipe.text_encoder_3.state_dict().items()})
+    return out
