@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from logic import jobs, runs  # noqa: E402
 from logic.engines import vqgan_clip as engine  # noqa: E402
 from logic.engines.base import RunContext  # noqa: E402
-from logic.models.clip import ClipModel, set_sequence_first  # noqa: E402
+from logic.models.clip import ClipModel, set_engine_layout  # noqa: E402
 from logic.models.vqgan import build_vqgan  # noqa: E402
 from notebook_reference import NotebookLoop  # noqa: E402
 
@@ -57,7 +57,7 @@ def full_size_models(device: str, folder: Path) -> engine.VqganModels:
     vqgan = vqgan.eval().requires_grad_(False).to(device)
     model = open_clip.create_model("ViT-B-32", pretrained=None, force_quick_gelu=True, device=device)
     model = model.eval().requires_grad_(False)
-    set_sequence_first(model.visual, True)  # as load_clip lays it out for the engine
+    set_engine_layout(model.visual, True)  # as load_clip lays it out for the engine
     clip = ClipModel(model, open_clip.get_tokenizer("ViT-B-32"), "ViT-B-32", "random", 224,
                      open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD)
     weights = folder / "random-weights.ckpt"
@@ -80,7 +80,7 @@ def time_notebook(models, size, steps) -> float:
     clip = models.clip
     loop = NotebookLoop(models.vqgan, clip.model, clip.mean, clip.std, (clip.tokenizer, [PROMPT]), size, 8,
                         augment=AUGMENT)
-    set_sequence_first(clip.model.visual, False)  # the notebook gets CLIP as open_clip makes it
+    set_engine_layout(clip.model.visual, False)  # the notebook gets CLIP as open_clip makes it
     try:
         loop.train(0)  # warm-up, as the other loops get
         started = clock()
@@ -88,7 +88,7 @@ def time_notebook(models, size, steps) -> float:
             loop.train(i + 1)
         return (clock() - started) / steps
     finally:
-        set_sequence_first(clip.model.visual, True)
+        set_engine_layout(clip.model.visual, True)
 
 
 def time_bare(models, size, steps, device="cpu") -> float:
