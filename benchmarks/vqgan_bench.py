@@ -13,7 +13,12 @@ busy machine slows them alike:
 GPU (``--gpu``, when CUDA exists): engine it/s and peak VRAM at 480x480 and 640x480, fp32 against
 mixed precision (bf16 where supported, else fp16), and the final losses of both.
 
-    python benchmarks/vqgan_bench.py [--steps 6] [--rounds 3] [--size 128 128] [--no-augment] [--cpu-time] [--gpu]
+    python benchmarks/vqgan_bench.py [--steps 6] [--rounds 3] [--size 128 128] [--no-augment] [--cpu-time]
+                                     [--threads N] [--gpu]
+
+On a machine shared with other jobs, ``--cpu-time --threads 1`` is the steadiest reading: with two
+or more threads, OpenMP workers spin while they wait for a descheduled sibling and that spinning
+counts as CPU time (a busy 2-core machine read 3 to 4 times the idle figure).
 """
 
 from __future__ import annotations
@@ -192,7 +197,10 @@ def main() -> None:
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                         help="the notebook's augmentations, noise and clamp on both sides")
     parser.add_argument("--cpu-time", action="store_true", help="time by process CPU time (a busy machine)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     global AUGMENT, clock
     AUGMENT = args.augment
     clock = time.process_time if args.cpu_time else time.perf_counter

@@ -222,3 +222,75 @@ def test_sequence_first_clip_gives_the_same_embeddings():
     finally:
         set_sequence_first(clip.model.visual, True)
     assert torch.allclose(fast, plain, atol=1e-5)
+
+
+def test_sharpness_is_kornias_with_the_same_draws():
+    """The sharpness through an average pool (for speed) gives kornia's RandomSharpness result
+    and gradient for the same seed."""
+    import kornia.augmentation as K
+
+    pixels = torch.rand(8, 3, 12, 10, generator=torch.Generator().manual_seed(0)) * 1.2 - 0.1
+    weights = torch.rand(8, 3, 12, 10, generator=torch.Generator().manual_seed(1))
+
+    def sharpened(augmentation, seed):
+        torch.manual_seed(seed)
+        x = pixels.clone().requires_grad_(True)
+        out = augmentation(x)
+        (out * weights).sum().backward()
+        return out, x.grad
+
+    ours, reference = cut.box_sharpness_class()(0.3, p=0.4), K.RandomSharpness(0.3, p=0.4)
+    for seed in (3, 4):
+        (mine, my_grad), (theirs, their_grad) = sharpened(ours, seed), sharpened(reference, seed)
+        assert torch.allclose(mine, theirs, atol=1e-6) and torch.allclose(my_grad, their_grad, atol=1e-6)
+        assert not torch.allclose(mine, pixels.clamp(0, 1), atol=1e-3)  # some cutouts were sharpened
+    factor = torch.tensor([0.0, 1.0, 2.5])  # blurred, unchanged, extrapolated past the input
+    images = pixels[:3].clamp(0, 1)
+    assert torch.allclose(cut.sharpen(images, factor), kornia_sharpness(images, factor), atol=1e-6)
+
+
+def kornia_sharpness(images, factor):
+    from kornia.enhance import sharpness
+
+    return sharpness(images, factor)
+
+
+def test_clip_engine_layout_gives_the_same_embeddings_and_gradients():
+    """load_clip lays the ViT out for speed (sequence-first attention, the patch embedding as one
+    matmul over the patches): the same embeddings and pixel gradients as open_clip's layout."""
+    from logic.models.clip import PatchMatmulConv2d, set_engine_layout
+
+    clip = CACHE.get(engine.model_key(engine.build_spec({**TINY, "prompt": "x"}), "cpu"),
+                     lambda: engine.load_models(engine.build_spec({**TINY, "prompt": "x"}), "cpu"))[0].clip
+    visual = clip.model.visual
+    pixels = torch.rand(3, 3, clip.image_size, clip.image_size, generator=torch.Generator().manual_seed(0))
+
+    def embedded():
+        x = pixels.clone().requires_grad_(True)
+        embeddings = clip.encode_image(x)
+        (embeddings * torch.arange(embeddings.shape[-1])).sum().backward()
+        return embeddings, x.grad
+
+    assert type(visual.conv1) is PatchMatmulConv2d
+    fast, fast_grad = embedded()
+    try:
+        set_engine_layout(visual, False)
+        assert type(visual.conv1) is torch.nn.Conv2d
+        plain, plain_grad = embedded()
+    finally:
+        set_engine_layout(visual, True)
+    assert torch.allclose(fast, plain, atol=1e-5)
+    assert torch.allclose(fast_grad, plain_grad, atol=1e-5 * plain_grad.abs().max())
+
+
+def test_patch_matmul_is_the_convolution_edges_included():
+    """Sizes that are not a multiple of the patch lose their last rows and columns, as the
+    convolution does."""
+    from logic.models.clip import PatchMatmulConv2d
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 16, 8, stride=8)
+    x = torch.rand(2, 3, 35, 42)
+    reference = conv(x)
+    conv.__class__ = PatchMatmulConv2d
+    assert torch.allclose(conv(x), reference, atol=1e-5) and conv(x).shape == reference.shape
