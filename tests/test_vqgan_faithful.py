@@ -294,3 +294,36 @@ def test_patch_matmul_is_the_convolution_edges_included():
     reference = conv(x)
     conv.__class__ = PatchMatmulConv2d
     assert torch.allclose(conv(x), reference, atol=1e-5) and conv(x).shape == reference.shape
+
+
+def test_subpixel_upsample_is_tamings_nearest_upsample_then_conv():
+    """The decoder's upsampling convolution computed on the small image (4/9 of the work) gives
+    taming's ``Upsample`` (nearest 2x, 3x3 convolution) and its gradient, odd sizes included."""
+    from taming.modules.diffusionmodules.model import Upsample
+
+    from logic.models.vqgan import subpixel_upsample
+
+    torch.manual_seed(0)
+    upsample = Upsample(6, True)
+    x = torch.rand(2, 6, 5, 7, requires_grad=True)
+    weights = torch.rand(2, 6, 10, 14)
+    reference = upsample(x)
+    (reference_grad,) = torch.autograd.grad((reference * weights).sum(), x)
+    ours = subpixel_upsample(upsample, x)
+    (our_grad,) = torch.autograd.grad((ours * weights).sum(), x)
+    assert ours.shape == reference.shape and torch.allclose(ours, reference, atol=1e-5)
+    assert torch.allclose(our_grad, reference_grad, atol=1e-5)
+
+
+def test_built_vqgans_decode_as_taming_does():
+    """build_vqgan switches the decoder's upsampling to the sub-pixel form; the decode is taming's."""
+    from logic.models.vqgan import build_vqgan, set_subpixel_upsample
+
+    torch.manual_seed(0)
+    vqgan = build_vqgan(DEMO_VQGAN_CONFIG)[0].eval()
+    assert any(type(m).__name__ == "SubpixelUpsample" for m in vqgan.decoder.modules())
+    z = torch.randn(1, vqgan.embed_dim, 4, 4)
+    fast = vqgan.decode(z)
+    set_subpixel_upsample(vqgan, False)
+    assert not any(type(m).__name__ == "SubpixelUpsample" for m in vqgan.modules())
+    assert torch.allclose(fast, vqgan.decode(z), atol=1e-5)
