@@ -206,9 +206,15 @@ def resample_boxes(image: torch.Tensor, boxes: torch.Tensor, cut_size: int) -> t
 
 def make_cutouts(image: torch.Tensor, cut_size: int, cutn: int, cut_pow: float,
                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """``cutn`` random crops resampled to ``cut_size`` (all of them, duplicates included)."""
+    """``cutn`` random crops resampled to ``cut_size`` (all of them, duplicates included: each is
+    augmented on its own). A box drawn twice is resampled once (an image no larger than CLIP's
+    input is cut whole every time)."""
     _, _, height, width = image.shape
-    return resample_boxes(image, random_boxes(width, height, cut_size, cutn, cut_pow, generator), cut_size)
+    boxes = random_boxes(width, height, cut_size, cutn, cut_pow, generator)
+    unique, inverse = torch.unique(boxes, dim=0, return_inverse=True)
+    if len(unique) == len(boxes):
+        return resample_boxes(image, boxes, cut_size)
+    return resample_boxes(image, unique, cut_size)[inverse.to(image.device)]
 
 
 def pooled_cutout(image: torch.Tensor, cut_size: int) -> torch.Tensor:
