@@ -127,6 +127,18 @@ def test_batched_cutouts_resample_exactly_as_the_notebook():
     assert torch.allclose(ours, reference, atol=1e-5)
 
 
+def test_repeated_boxes_are_resampled_once_with_the_same_result():
+    """An image no larger than the cut size is cut whole every time: resampled once, then repeated."""
+    image = torch.rand(1, 3, 20, 16, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    boxes = cut.random_boxes(16, 20, 24, 6, 1.0, torch.Generator().manual_seed(1))
+    assert len(torch.unique(boxes, dim=0)) == 1
+    ours = cut.make_cutouts(image, 24, 6, 1.0, torch.Generator().manual_seed(1))
+    assert torch.equal(ours, cut.resample_boxes(image, boxes, 24))
+    (grad,) = torch.autograd.grad(ours.sum(), image)
+    (reference,) = torch.autograd.grad(cut.resample_boxes(image, boxes, 24).sum(), image)
+    assert torch.allclose(grad, reference, atol=1e-5)
+
+
 def test_default_augmentations_are_the_notebooks_then_noise_then_clamp():
     import kornia.augmentation as K
 
