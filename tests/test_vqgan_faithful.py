@@ -237,37 +237,6 @@ def test_sequence_first_clip_gives_the_same_embeddings():
     assert torch.allclose(fast, plain, atol=1e-5)
 
 
-def test_sharpness_is_kornias_with_the_same_draws():
-    """The sharpness through an average pool (for speed) gives kornia's RandomSharpness result
-    and gradient for the same seed."""
-    import kornia.augmentation as K
-
-    pixels = torch.rand(8, 3, 12, 10, generator=torch.Generator().manual_seed(0)) * 1.2 - 0.1
-    weights = torch.rand(8, 3, 12, 10, generator=torch.Generator().manual_seed(1))
-
-    def sharpened(augmentation, seed):
-        torch.manual_seed(seed)
-        x = pixels.clone().requires_grad_(True)
-        out = augmentation(x)
-        (out * weights).sum().backward()
-        return out, x.grad
-
-    ours, reference = cut.box_sharpness_class()(0.3, p=0.4), K.RandomSharpness(0.3, p=0.4)
-    for seed in (3, 4):
-        (mine, my_grad), (theirs, their_grad) = sharpened(ours, seed), sharpened(reference, seed)
-        assert torch.allclose(mine, theirs, atol=1e-6) and torch.allclose(my_grad, their_grad, atol=1e-6)
-        assert not torch.allclose(mine, pixels.clamp(0, 1), atol=1e-3)  # some cutouts were sharpened
-    factor = torch.tensor([0.0, 1.0, 2.5])  # blurred, unchanged, extrapolated past the input
-    images = pixels[:3].clamp(0, 1)
-    assert torch.allclose(cut.sharpen(images, factor), kornia_sharpness(images, factor), atol=1e-6)
-
-
-def kornia_sharpness(images, factor):
-    from kornia.enhance import sharpness
-
-    return sharpness(images, factor)
-
-
 def test_clip_engine_layout_gives_the_same_embeddings_and_gradients():
     """load_clip lays the ViT out for speed (sequence-first attention, the patch embedding as one
     matmul over the patches): the same embeddings and pixel gradients as open_clip's layout."""

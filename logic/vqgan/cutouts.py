@@ -13,8 +13,7 @@ generator's ``-aug`` codes, in the order given. The default is the notebook's st
 sharpness, affine 30° p=0.8, perspective 0.2, colour jitter 0.01) with the notebook's strengths;
 codes the notebook lacks take the generator's. After them, as in both references, Gaussian noise
 of a random strength per cutout, then a clamp to [0, 1] that lets gradients through. The colour
-jitter and the sharpness keep kornia's random draws and result but compute it with less work
-(``hsv_jitter_class``, ``box_sharpness_class``).
+jitter keeps kornia's random draws and result but computes it with less work (``hsv_jitter_class``).
 
 Without augmentations, identical cutouts are encoded once and weighted by how often they occur
 (e.g. every random crop of an image no larger than CLIP's input is the whole image): the loss and
@@ -42,7 +41,7 @@ def _augmentation(code: str, cut_size: int) -> torch.nn.Module:
 
     makers = {
         "Hf": lambda: K.RandomHorizontalFlip(p=0.5),
-        "Sh": lambda: box_sharpness_class()(0.3, p=0.4),
+        "Sh": lambda: K.RandomSharpness(0.3, p=0.4),
         "Af": lambda: K.RandomAffine(degrees=30, translate=0.1, p=0.8, padding_mode="border"),
         "Pe": lambda: K.RandomPerspective(0.2, p=0.4),
         "Ji": lambda: hsv_jitter_class()(hue=0.01, saturation=0.01, p=0.7),
@@ -95,33 +94,6 @@ def hsv_jitter_class() -> type:
             return out.clamp(0, 1)
 
     return PlainColorJitter
-
-
-def sharpen(pixels: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """``kornia.enhance.sharpness`` (PIL's): blend each image (B, C, H, W) with its 3x3 blur
-    ``[[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13`` (the border keeps the image) by ``factor`` (B,).
-
-    The blur is a 3x3 box sum plus four times the centre: an average pool, where kornia runs a
-    depthwise convolution whose CPU backward (VQGAN+CLIP needs it every step) costs more than the
-    rest of the augmentation stack; the border is put back by padding instead of a mask."""
-    inner = pixels[..., 1:-1, 1:-1]
-    blur = ((F.avg_pool2d(pixels, 3, stride=1) * 9 + 4 * inner) / 13).clamp(0, 1)
-    blended = pixels + F.pad(blur - inner, (1, 1, 1, 1))
-    return torch.clamp(blended + (pixels - blended) * factor.view(-1, 1, 1, 1), 0, 1)
-
-
-@functools.cache
-def box_sharpness_class() -> type:
-    """kornia's ``RandomSharpness`` with its own random draws, applied through ``sharpen``
-    (kornia's result to float rounding; a test compares values and gradients)."""
-    import kornia.augmentation as K
-    from kornia.augmentation._2d.intensity.base import _clamp_unit_range
-
-    class BoxSharpness(K.RandomSharpness):
-        def apply_transform(self, input, params, flags, transform=None):
-            return sharpen(_clamp_unit_range(input), params["sharpness"].to(input))
-
-    return BoxSharpness
 
 
 # code -> what it does, for the sidebar, the CLI help and the error sentence
