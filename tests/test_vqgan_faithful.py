@@ -127,6 +127,19 @@ def test_batched_cutouts_resample_exactly_as_the_notebook():
     assert torch.allclose(ours, reference, atol=1e-5)
 
 
+def test_repeated_boxes_are_resampled_once_with_the_same_result():
+    """A box drawn twice is resampled once and repeated (an image narrower than the cut size has
+    few possible boxes): the same cutouts and gradient as resampling every box."""
+    image = torch.rand(1, 3, 20, 16, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    boxes = cut.random_boxes(16, 20, 24, 6, 1.0, torch.Generator().manual_seed(1))
+    assert 1 < len(torch.unique(boxes, dim=0)) < len(boxes)  # repeats and two different boxes
+    ours = cut.make_cutouts(image, 24, 6, 1.0, torch.Generator().manual_seed(1))
+    assert torch.equal(ours, cut.resample_boxes(image, boxes, 24))
+    (grad,) = torch.autograd.grad(ours.sum(), image)
+    (reference,) = torch.autograd.grad(cut.resample_boxes(image, boxes, 24).sum(), image)
+    assert torch.allclose(grad, reference, atol=1e-5)
+
+
 def test_default_augmentations_are_the_notebooks_then_noise_then_clamp():
     import kornia.augmentation as K
 
@@ -222,3 +235,77 @@ def test_sequence_first_clip_gives_the_same_embeddings():
     finally:
         set_sequence_first(clip.model.visual, True)
     assert torch.allclose(fast, plain, atol=1e-5)
+
+
+def test_clip_engine_layout_gives_the_same_embeddings_and_gradients():
+    """load_clip lays the ViT out for speed (sequence-first attention, the patch embedding as one
+    matmul over the patches): the same embeddings and pixel gradients as open_clip's layout."""
+    from logic.models.clip import PatchMatmulConv2d, set_engine_layout
+
+    clip = CACHE.get(engine.model_key(engine.build_spec({**TINY, "prompt": "x"}), "cpu"),
+                     lambda: engine.load_models(engine.build_spec({**TINY, "prompt": "x"}), "cpu"))[0].clip
+    visual = clip.model.visual
+    pixels = torch.rand(3, 3, clip.image_size, clip.image_size, generator=torch.Generator().manual_seed(0))
+
+    def embedded():
+        x = pixels.clone().requires_grad_(True)
+        embeddings = clip.encode_image(x)
+        (embeddings * torch.arange(embeddings.shape[-1])).sum().backward()
+        return embeddings, x.grad
+
+    assert type(visual.conv1) is PatchMatmulConv2d
+    fast, fast_grad = embedded()
+    try:
+        set_engine_layout(visual, False)
+        assert type(visual.conv1) is torch.nn.Conv2d
+        plain, plain_grad = embedded()
+    finally:
+        set_engine_layout(visual, True)
+    assert torch.allclose(fast, plain, atol=1e-5)
+    assert torch.allclose(fast_grad, plain_grad, atol=1e-5 * plain_grad.abs().max())
+
+
+def test_patch_matmul_is_the_convolution_edges_included():
+    """Sizes that are not a multiple of the patch lose their last rows and columns, as the
+    convolution does."""
+    from logic.models.clip import PatchMatmulConv2d
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 16, 8, stride=8)
+    x = torch.rand(2, 3, 35, 42)
+    reference = conv(x)
+    conv.__class__ = PatchMatmulConv2d
+    assert torch.allclose(conv(x), reference, atol=1e-5) and conv(x).shape == reference.shape
+
+
+def test_subpixel_upsample_is_tamings_nearest_upsample_then_conv():
+    """The decoder's upsampling convolution computed on the small image (4/9 of the work) gives
+    taming's ``Upsample`` (nearest 2x, 3x3 convolution) and its gradient, odd sizes included."""
+    from taming.modules.diffusionmodules.model import Upsample
+
+    from logic.models.vqgan import subpixel_upsample
+
+    torch.manual_seed(0)
+    upsample = Upsample(6, True)
+    x = torch.rand(2, 6, 5, 7, requires_grad=True)
+    weights = torch.rand(2, 6, 10, 14)
+    reference = upsample(x)
+    (reference_grad,) = torch.autograd.grad((reference * weights).sum(), x)
+    ours = subpixel_upsample(upsample, x)
+    (our_grad,) = torch.autograd.grad((ours * weights).sum(), x)
+    assert ours.shape == reference.shape and torch.allclose(ours, reference, atol=1e-5)
+    assert torch.allclose(our_grad, reference_grad, atol=1e-5)
+
+
+def test_built_vqgans_decode_as_taming_does():
+    """build_vqgan switches the decoder's upsampling to the sub-pixel form; the decode is taming's."""
+    from logic.models.vqgan import build_vqgan, set_subpixel_upsample
+
+    torch.manual_seed(0)
+    vqgan = build_vqgan(DEMO_VQGAN_CONFIG)[0].eval()
+    assert any(type(m).__name__ == "SubpixelUpsample" for m in vqgan.decoder.modules())
+    z = torch.randn(1, vqgan.embed_dim, 4, 4)
+    fast = vqgan.decode(z)
+    set_subpixel_upsample(vqgan, False)
+    assert not any(type(m).__name__ == "SubpixelUpsample" for m in vqgan.modules())
+    assert torch.allclose(fast, vqgan.decode(z), atol=1e-5)

@@ -9,6 +9,7 @@ stage of a Net2Net transformer config (``first_stage_config``) loads too.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import logging
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 import yaml
 from torch import nn
 
@@ -91,6 +93,51 @@ class Vqgan(nn.Module):
         return h
 
 
+def _phase_kernels(weight: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A 3-tap kernel (along ``dim``) after a nearest 2x upsample, as two 2-tap kernels on the
+    input: even outputs see input rows (i-1, i, i), odd ones (i, i, i+1)."""
+    first, middle, last = weight.unbind(dim)
+    return torch.stack([first, middle + last], dim), torch.stack([first + middle, last], dim)
+
+
+def subpixel_upsample(upsample: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """taming's ``Upsample`` (nearest 2x, then a 3x3 convolution, padding 1) computed on the small
+    image: each of the four output phases is a 2x2 convolution of the input with the 3x3 kernel's
+    taps summed where the upsample repeated a pixel. Same sums regrouped (float rounding apart),
+    4/9 of the multiply-adds, forward and backward."""
+    weight, bias = upsample.conv.weight, upsample.conv.bias
+    height, width = x.shape[-2:]
+    padded = F.pad(x, (1, 1, 1, 1))
+    rows = []
+    for a, row_kernel in enumerate(_phase_kernels(weight, 2)):
+        phases = [F.conv2d(padded[..., a:a + height + 1, b:b + width + 1], kernel, bias)
+                  for b, kernel in enumerate(_phase_kernels(row_kernel, 3))]
+        rows.append(torch.stack(phases, -1))  # (N, C, H, W, 2): the two column phases
+    out = torch.stack(rows, 3)  # (N, C, H, 2, W, 2)
+    return out.reshape(x.shape[0], -1, 2 * height, 2 * width)
+
+
+def set_subpixel_upsample(vqgan: nn.Module, subpixel: bool) -> None:
+    """Run the decoder's upsampling convolutions through ``subpixel_upsample`` (True, as
+    ``build_vqgan`` sets it) or as taming wrote them (False); modules and weights stay the same."""
+    from taming.modules.diffusionmodules.model import Upsample
+
+    for module in vqgan.modules():
+        if isinstance(module, Upsample) and module.with_conv:
+            module.__class__ = _subpixel_class() if subpixel else Upsample
+
+
+@functools.cache
+def _subpixel_class() -> type:
+    from taming.modules.diffusionmodules.model import Upsample
+
+    class SubpixelUpsample(Upsample):
+        def forward(self, x):
+            return subpixel_upsample(self, x)
+
+    return SubpixelUpsample
+
+
 def read_config(path: Path) -> dict[str, Any]:
     try:
         config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
@@ -128,6 +175,7 @@ def build_vqgan(config: dict) -> tuple[Vqgan, str]:
                       gumbel=kind in _GUMBEL_TARGETS, kl_weight=float(params.get("kl_weight", 1e-8)))
     except KeyError as exc:
         raise UserError(f"The VQGAN config lacks {exc}: is it a complete taming-transformers config?") from None
+    set_subpixel_upsample(model, True)
     return model, prefix
 
 

@@ -12,7 +12,8 @@ Augmentations (kornia, differentiable and batched), chosen as a list of the VQGA
 generator's ``-aug`` codes, in the order given. The default is the notebook's stack (flip,
 sharpness, affine 30° p=0.8, perspective 0.2, colour jitter 0.01) with the notebook's strengths;
 codes the notebook lacks take the generator's. After them, as in both references, Gaussian noise
-of a random strength per cutout, then a clamp to [0, 1] that lets gradients through.
+of a random strength per cutout, then a clamp to [0, 1] that lets gradients through. The colour
+jitter keeps kornia's random draws and result but computes it with less work (``hsv_jitter_class``).
 
 Without augmentations, identical cutouts are encoded once and weighted by how often they occur
 (e.g. every random crop of an image no larger than CLIP's input is the whole image): the loss and
@@ -177,9 +178,15 @@ def resample_boxes(image: torch.Tensor, boxes: torch.Tensor, cut_size: int) -> t
 
 def make_cutouts(image: torch.Tensor, cut_size: int, cutn: int, cut_pow: float,
                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """``cutn`` random crops resampled to ``cut_size`` (all of them, duplicates included)."""
+    """``cutn`` random crops resampled to ``cut_size`` (all of them, duplicates included: each is
+    augmented on its own). A box drawn twice is resampled once (an image no larger than CLIP's
+    input is cut whole every time)."""
     _, _, height, width = image.shape
-    return resample_boxes(image, random_boxes(width, height, cut_size, cutn, cut_pow, generator), cut_size)
+    boxes = random_boxes(width, height, cut_size, cutn, cut_pow, generator)
+    unique, inverse = torch.unique(boxes, dim=0, return_inverse=True)
+    if len(unique) == len(boxes):
+        return resample_boxes(image, boxes, cut_size)
+    return resample_boxes(image, unique, cut_size)[inverse.to(image.device)]
 
 
 def pooled_cutout(image: torch.Tensor, cut_size: int) -> torch.Tensor:
