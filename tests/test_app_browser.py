@@ -138,7 +138,21 @@ def test_use_these_settings_on_a_recent_run_fills_the_sidebar(app_url, page):
     page.screenshot(path=str(output.parent / "reuse.png"), full_page=True)
 
 
-def test_inpaint_mask_painted_on_the_canvas_reaches_the_run(app_url, page, tmp_path):
+@pytest.fixture
+def demo_only_assets(tmp_path, monkeypatch):
+    """An assets folder with only the demo models (the session's holds other tests' models, a refused
+    pickle among them, and the sidebar would start at the first installed one)."""
+    from logic import settings
+
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    if settings.demo_dir().is_dir():  # built already: copied, not built again
+        shutil.copytree(settings.demo_dir(), assets / "demo")
+    monkeypatch.setenv("ATELIER_ASSETS", str(assets))
+    return assets
+
+
+def test_inpaint_mask_painted_on_the_canvas_reaches_the_run(demo_only_assets, app_url, page, tmp_path):
     """Stable Diffusion, Inpaint: upload an image, paint a stroke on the canvas with the mouse, run the
     demo model; the run's saved mask is white where the stroke went and black elsewhere."""
     import numpy as np

@@ -215,4 +215,4 @@ def test_python_m_logic_wires_the_artists_command(library, demo_assets, capsys, 
     assert "Alpha" in capsys.readouterr().out
     assert main_module.main(["artists", "match", "a cat", "--demo", "--artists-dir", str(library),
                              "--top", "0"]) == 2
-    assert "--top 0" in capsys.readouterr().err
+    assert "top 0 artists" in capsys.readouterr().err
