@@ -20,7 +20,7 @@ def fill_vqgan_form(at, prompt="a red fox", steps=6):
 
 
 def submit(at):
-    submit_form(at, "vqgan_form")
+    press_run(at, "vqgan_run")
 
 
 def shown_run_dir(at) -> Path:
@@ -28,8 +28,9 @@ def shown_run_dir(at) -> Path:
     return Path(next(c.value for c in at.caption if "Run folder" in c.value).split("`")[1])
 
 
-def submit_form(at, prefix):
-    next(b for b in at.button if b.key and b.key.startswith(f"FormSubmitter:{prefix}")).click()
+def press_run(at, key):
+    """Press a sidebar's Run (a plain button with this key) or the submit button of the form ``key``."""
+    next(b for b in at.button if b.key == key or (b.key or "").startswith(f"FormSubmitter:{key}")).click()
     at.run()
 
 
@@ -102,7 +103,7 @@ def test_continue_this_run_from_the_result_makes_a_child_run():
     parent_id = runs.read_details(parent_dir)["run_id"]
     at.text_input(key=f"vqgan_continue_{parent_id}_prompt").set_value("a garden in winter")
     at.number_input(key=f"vqgan_continue_{parent_id}_steps").set_value(2)
-    submit_form(at, f"vqgan_continue_{parent_id}")
+    press_run(at, f"vqgan_continue_{parent_id}")
     assert not at.exception and not at.error
 
     def child_done(a):
@@ -127,7 +128,7 @@ def test_stable_diffusion_mode_without_weights_offers_the_demo_and_runs_it(tmp_p
     at.number_input(key="sd_steps").set_value(2)
     at.number_input(key="sd_width").set_value(64)
     at.number_input(key="sd_height").set_value(64)
-    submit_form(at, "sd_form")
+    press_run(at, "sd_run")
     assert not at.exception and not at.error
     wait_until(at, lambda a: len(a.success) > 0)
     run_dir = shown_run_dir(at)
@@ -179,7 +180,7 @@ def test_a_prompt_walk_from_the_sidebar_makes_keyframes_and_a_video(tmp_path, mo
     at.number_input(key="walk_steps").set_value(2)
     at.number_input(key="walk_width").set_value(64)
     at.number_input(key="walk_height").set_value(64)
-    submit_form(at, "walk_form")
+    press_run(at, "walk_run")
     assert not at.exception and not at.error
     wait_until(at, lambda a: len(a.success) > 0)
     run_dir = shown_run_dir(at)

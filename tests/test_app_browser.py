@@ -128,6 +128,7 @@ def test_use_these_settings_on_a_recent_run_fills_the_sidebar(app_url, page):
     expect(page.get_by_text("Recent runs")).to_be_visible(timeout=60_000)
     page.locator("[data-testid='stSidebar']").get_by_text("Stable Diffusion", exact=True).click()
     expect(page.get_by_role("textbox", name="Negative prompt")).to_be_visible(timeout=30_000)
+    page.get_by_role("textbox", name="Negative prompt").fill("blurry, text")  # typed, never run
     # While the page reruns after the mode switch, the old copy of the list can still be on it.
     button = page.locator(f".st-key-reuse_recent_{made[0].run_id}_settings").get_by_role("button", name="Use these settings")
     expect(button).to_have_count(1, timeout=30_000)
@@ -138,6 +139,8 @@ def test_use_these_settings_on_a_recent_run_fills_the_sidebar(app_url, page):
     expect(page.get_by_role("spinbutton", name="Steps (-1 = until stopped)")).to_have_value("33")
     expect(page.get_by_role("textbox", name="Seed (empty = random)")).to_have_value("9")
     page.screenshot(path=str(output.parent / "reuse.png"), full_page=True)
+    page.locator("[data-testid='stSidebar']").get_by_text("Stable Diffusion", exact=True).click()
+    expect(page.get_by_role("textbox", name="Negative prompt")).to_have_value("blurry, text", timeout=30_000)
 
 
 @pytest.fixture

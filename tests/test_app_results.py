@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 from logic import jobs, queue, runs
 from logic.devices import has_cuda, resolve_device
 
-from test_app import APP, fill_vqgan_form, submit, submit_form
+from test_app import APP, fill_vqgan_form, submit, press_run
 from test_estimate import finished_run
 
 
@@ -208,9 +208,9 @@ def test_app_errors_name_no_command_line_flags():
     at = AppTest.from_file(APP, default_timeout=120).run()
     at.radio(key="mode").set_value("diffusion").run()
     at.radio(key="sd_task").set_value("img2img").run()
-    submit_form(at, "sd_form")
+    press_run(at, "sd_run")
     assert [e.value for e in at.main.error] == ["Image to image needs an init image: give the picture to start from."]
     at.radio(key="mode").set_value("walk").run()
     at.text_area(key="walk_prompts").set_value("only one keyframe")
-    submit_form(at, "walk_form")
+    press_run(at, "walk_run")
     assert [e.value for e in at.main.error] == ["A walk needs two or more non-empty prompts, one per keyframe."]

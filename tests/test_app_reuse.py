@@ -8,7 +8,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from logic import jobs, runs, settings
-from test_app import APP, shown_run_dir, submit_form, wait_until
+from test_app import APP, shown_run_dir, press_run, wait_until
 
 VQGAN = {"prompt": "an old mill", "demo": True, "size": [48, 48], "cutn": 4, "seed": 11, "lr": 0.2, "steps": 3,
          "augment": False}
@@ -86,15 +86,12 @@ def test_switching_mode_and_task_and_back_keeps_every_field(tmp_path, monkeypatc
     at.selectbox(key="vqgan_optimiser").set_value("AdamW")
     at.multiselect(key="vqgan_augments").set_value(["Hf"])
     at.checkbox(key="vqgan_gif").set_value(True)
-    submit_form(at, "vqgan_form")  # a form sends its values on Run; this one is refused (the seed)
-    assert texts(at.error).startswith("The seed must be")
-
+    # No Run: an edit left unrun is kept too (the sidebars are not forms)
     at.radio(key="mode").set_value("diffusion").run()
     at.radio(key="sd_task").set_value("hires").run()
     at.text_area(key="sd_prompt").set_value("a castle")
     at.number_input(key="sd_hires_scale").set_value(1.5)
     at.text_input(key="sd_seed").set_value("x")
-    submit_form(at, "sd_form")
     at.radio(key="sd_task").set_value("txt2img").run()  # the hires fields are not drawn now
     at.radio(key="mode").set_value("walk").run()
     at.radio(key="mode").set_value("vqgan").run()
@@ -181,7 +178,7 @@ def test_send_to_img2img_and_use_as_init_image_reach_the_run(app_output, made_ru
     at.number_input(key="vqgan_steps").set_value(1)
     at.number_input(key="vqgan_width").set_value(48)
     at.number_input(key="vqgan_height").set_value(48)
-    submit_form(at, "vqgan_form")
+    press_run(at, "vqgan_run")
     assert not at.exception and not at.error
     wait_until(at, lambda a: len(a.success) > 0)
     made = runs.read_details(shown_run_dir(at))
@@ -217,7 +214,7 @@ def test_continue_an_older_vqgan_run_with_other_settings(app_output, made_runs):
     assert at.text_area(key="vqgan_prompt").value == "an old mill" and at.number_input(key="vqgan_lr").value == 0.2
     at.number_input(key="vqgan_lr").set_value(0.05)
     at.number_input(key="vqgan_steps").set_value(2)
-    submit_form(at, "vqgan_form")
+    press_run(at, "vqgan_run")
     assert not at.exception and not at.error
     wait_until(at, lambda a: len(a.success) + len(a.error) > 0)
     assert not at.error, at.error[0].value
@@ -241,7 +238,7 @@ def test_an_upload_error_names_the_file_as_uploaded(tmp_path, monkeypatch):
     at = app()
     at.text_area(key="vqgan_prompt").set_value("a fox")
     at.file_uploader(key="vqgan_init_image").set_value(("cat.png", b"this is no picture", "image/png"))
-    submit_form(at, "vqgan_form")
+    press_run(at, "vqgan_run")
     assert [e.value for e in at.error] == [
         "The init image cat.png is not an image Pillow can read: give a PNG, JPEG or WebP file."]
 

@@ -1,4 +1,4 @@
-"""Sidebar for Stable Diffusion runs: the task (txt2img, img2img, inpaint, hires fix), then one form."""
+"""Sidebar for Stable Diffusion runs: the task (txt2img, img2img, inpaint, hires fix), then its settings."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ TASKS = {"txt2img": "Text to image", "img2img": "Image to image", "inpaint": "In
 
 
 def sidebar(defaults: dict) -> dict | None:
-    """The task, then all settings in one form; returns params for build_spec when Run is pressed."""
+    """The task, then all settings as plain widgets (no form: an edit is kept even when the mode is
+    switched before Run); returns params for build_spec when Run is pressed."""
     load_settings_from_image()
     task = st.sidebar.radio("Task", list(TASKS), format_func=TASKS.get, key="sd_task", horizontal=True)
     inpaint_image, mask = _inpaint_inputs() if task == "inpaint" else (None, None)
     loaded_init = reuse.loaded_file("sd_init_image") if task == "img2img" else None
-    with st.sidebar.form("sd_form"):
+    with st.sidebar.container():
         model, loras = w.model_and_loras("sd_", defaults)
         prompt = st.text_area("Prompt", defaults.get("prompt", ""), key="sd_prompt")
         negative = st.text_area("Negative prompt", defaults.get("negative", ""), key="sd_negative", height=68,
@@ -48,7 +49,7 @@ def sidebar(defaults: dict) -> dict | None:
                                         int(defaults.get("preview_every", 1)), key="sd_preview_every",
                                         help="A live picture while it runs (and a video frame); 0 is a little faster.")
         extra = {**w.text_extras("sd_", defaults), **w.memory("sd_", defaults)}
-        submitted = st.form_submit_button("Run", type="primary", width="stretch")
+        submitted = st.button("Run", type="primary", width="stretch", key="sd_run")
     if not submitted:
         return None
     init_image = inpaint_image if task == "inpaint" else loaded_init or (w.save_upload(upload) if upload else None)
@@ -95,15 +96,15 @@ def _hires_options(defaults: dict) -> dict:
             "hires_strength": float(strength)}
 
 
-# The form's keys for each spec field "load settings from an image" can fill in (ui/fields.py has them all).
+# The sidebar's keys for each spec field "load settings from an image" can fill in (ui/fields.py has them all).
 FORM_KEYS = {name: fields.FIELDS["diffusion"][name][0]
              for name in ("prompt", "negative", "steps", "cfg", "scheduler", "strength", "clip_skip", "vae")}
 
 
 def load_settings_from_image() -> None:
-    """Drop a PNG (Atelier, A1111, Forge, Civitai): the form below fills in; what was not used is listed.
+    """Drop a PNG (Atelier, A1111, Forge, Civitai): the sidebar below fills in; what was not used is listed.
 
-    Outside the form, so an upload reruns the script and the values are in place before the form's
+    Drawn above the settings, so an upload reruns the script and the values are in place before those
     widgets are drawn; each upload is applied once, so later edits are kept.
     """
     from logic.a1111.from_image import settings_from_image
@@ -120,19 +121,19 @@ def load_settings_from_image() -> None:
             except UserError as exc:
                 st.error(str(exc))
                 return
-            fill_form(image.params)
+            fill_sidebar(image.params)
             st.session_state.sd_loaded_from = upload.file_id
             st.session_state.sd_loaded_report = {"unknown": image.unknown, "notes": image.notes}
         report = st.session_state.get("sd_loaded_report") or {}
-        st.caption(f"Settings of {upload.name} are in the form below.")
+        st.caption(f"Settings of {upload.name} are in the settings below.")
         for note in report.get("notes", []):
             st.warning(note)
         if report.get("unknown"):
             st.caption("Not used: " + ", ".join(f"{k}: {v}" for k, v in report["unknown"].items()))
 
 
-def fill_form(params: dict) -> None:
-    """Write loaded values into the form widgets' state (only values the widgets can show)."""
+def fill_sidebar(params: dict) -> None:
+    """Write loaded values into the sidebar widgets' state (only values the widgets can show)."""
     state = st.session_state
     for field, key in FORM_KEYS.items():
         if params.get(field) is not None and field != "vae":

@@ -65,10 +65,15 @@ def restore(mode: str) -> None:
 
 
 def remember(mode: str) -> None:
-    """After the sidebar is drawn: keep its values, and save them when anything changed."""
+    """After the sidebar is drawn: keep its values, and save them when anything changed.
+
+    Every mode's keys, not only this one's: an edit can reach the app in the same script run as the
+    switch to another mode (the browser sends all widget values with the click), and that run is
+    the last one in which the old mode's values are in the session state."""
     state, kept = st.session_state, st.session_state[KEPT]
-    for key in fields.mode_keys(mode, list(state.keys())):
-        kept[key] = state[key]
+    for other in fields.FIELDS:
+        for key in fields.mode_keys(other, list(state.keys())):
+            kept[key] = state[key]
     snapshot = {"mode": mode, "fields": kept, "files": state.get(LOADED, {}), "continue": state.get(CONTINUE)}
     if state.get(SAVED) != snapshot:
         try:

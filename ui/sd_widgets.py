@@ -53,7 +53,7 @@ def model_and_loras(prefix: str, defaults: dict) -> tuple[str, list[str]]:
     chosen = st.multiselect("LoRAs", loras, key=f"{prefix}loras",
                             help="Small add-ons that teach the model a style or subject. "
                                  "Or write <lora:NAME:WEIGHT> in the prompt, as in A1111.") if loras else []
-    # one weight per LoRA (a form redraws on submit: a LoRA picked now gets its slider on the next run)
+    # one weight per LoRA, drawn as soon as it is picked
     weights = {name: st.slider(f"Weight of {Path(name).stem}", -1.0, 2.0, 0.8, 0.05, key=f"{prefix}lora_w_{name}")
                for name in chosen}
     return model, [f"{name}:{weights[name]:g}" for name in chosen]

@@ -14,7 +14,7 @@ TITLE = "Upscale"
 
 def sidebar(defaults: dict) -> dict | None:
     loaded = reuse.loaded_file("up_image")
-    with st.sidebar.form("upscale_form"):
+    with st.sidebar.container():
         upload = None if loaded else st.file_uploader("Image", type=["png", "jpg", "jpeg", "webp"], key="up_image")
         run_dir = st.text_input("…or a run folder", "", key="up_run", help="Its output.png is upscaled.")
         col1, col2 = st.columns(2)
@@ -23,7 +23,7 @@ def sidebar(defaults: dict) -> dict | None:
         upscaler = col2.selectbox("Upscaler", list_upscalers(sd_common.upscalers_dir()), key="up_upscaler",
                                   help="Lanczos: classic resampling, sharp but adds no detail; a model from "
                                        "assets/upscalers/ invents detail.")
-        submitted = st.form_submit_button("Upscale", type="primary", width="stretch")
+        submitted = st.button("Upscale", type="primary", width="stretch", key="upscale_run")
     if not submitted:
         return None
     image = loaded or (w.save_upload(upload) if upload is not None else run_dir.strip())

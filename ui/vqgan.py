@@ -19,12 +19,13 @@ IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp"]
 
 
 def sidebar(defaults: dict) -> dict | None:
-    """All settings in one form (the script reruns once per submit); returns params on Run."""
+    """All settings as plain widgets (each edit is kept at once, so switching mode loses nothing);
+    returns params on Run."""
     choices = vqgan_choices()
     preferred = defaults.get("vqgan")
     continue_from = reuse.continuing()
     loaded_init, loaded_prompts = reuse.loaded_file("vqgan_init_image"), reuse.loaded_file("vqgan_image_prompts")
-    with st.sidebar.form("vqgan_form"):
+    with st.sidebar.container():
         model = st.selectbox("Model", choices, index=choices.index(preferred) if preferred in choices else 0,
                              format_func=lambda n: "demo (random weights, for trying things out)" if n == "demo" else n,
                              key="vqgan_model")
@@ -117,7 +118,7 @@ def sidebar(defaults: dict) -> dict | None:
             fps = st.number_input("Video fps", 1.0, 60.0, float(defaults["fps"]), key="vqgan_fps")
             gif = st.checkbox("Also write a GIF", bool(defaults["gif"]), key="vqgan_gif")
         device = st.text_input("Device", "auto", key="vqgan_device", help="auto, cpu, cuda or cuda:N")
-        submitted = st.form_submit_button("Run", type="primary", width="stretch")
+        submitted = st.button("Run", type="primary", width="stretch", key="vqgan_run")
     if not submitted:
         return None
     return {"prompt": prompt, "vqgan": model, "size": [int(width), int(height)], "steps": int(steps),

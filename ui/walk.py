@@ -11,7 +11,7 @@ TITLE = "Prompt walk"
 
 
 def sidebar(defaults: dict) -> dict | None:
-    with st.sidebar.form("walk_form"):
+    with st.sidebar.container():
         model, loras = w.model_and_loras("walk_", defaults)
         prompts = st.text_area("Prompts, one keyframe per line", "\n".join(defaults.get("prompts") or []),
                                key="walk_prompts", height=120,
@@ -34,7 +34,7 @@ def sidebar(defaults: dict) -> dict | None:
         gif = st.checkbox("Also make a GIF", bool(defaults.get("gif", False)), key="walk_gif")
         sampling = w.sampling("walk_", defaults)
         extra = {**w.text_extras("walk_", defaults), **w.memory("walk_", defaults)}
-        submitted = st.form_submit_button("Run", type="primary", width="stretch")
+        submitted = st.button("Run", type="primary", width="stretch", key="walk_run")
     if not submitted:
         return None
     seed_list = [w.parse_seed(s) for s in seeds.replace(",", " ").split()] or None
