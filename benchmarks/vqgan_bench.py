@@ -41,7 +41,7 @@ from logic import jobs, runs  # noqa: E402
 from logic.engines import vqgan_clip as engine  # noqa: E402
 from logic.engines.base import RunContext  # noqa: E402
 from logic.models.clip import ClipModel, set_engine_layout  # noqa: E402
-from logic.models.vqgan import build_vqgan, set_subpixel_upsample  # noqa: E402
+from logic.models.vqgan import build_vqgan, set_engine_decoder  # noqa: E402
 from notebook_reference import NotebookLoop  # noqa: E402
 
 IMAGENET_F16_16384 = {"model": {"target": "taming.models.vqgan.VQModel", "params": {
@@ -86,7 +86,7 @@ def time_notebook(models, size, steps) -> float:
     loop = NotebookLoop(models.vqgan, clip.model, clip.mean, clip.std, (clip.tokenizer, [PROMPT]), size, 8,
                         augment=AUGMENT)
     set_engine_layout(clip.model.visual, False)  # the notebook gets CLIP as open_clip makes it
-    set_subpixel_upsample(models.vqgan, False)  # and the decoder as taming wrote it
+    set_engine_decoder(models.vqgan, False)  # and the decoder as taming wrote it
     try:
         loop.train(0)  # warm-up, as the other loops get
         started = clock()
@@ -95,7 +95,7 @@ def time_notebook(models, size, steps) -> float:
         return (clock() - started) / steps
     finally:
         set_engine_layout(clip.model.visual, True)
-        set_subpixel_upsample(models.vqgan, True)
+        set_engine_decoder(models.vqgan, True)
 
 
 def time_bare(models, size, steps, device="cpu") -> float:

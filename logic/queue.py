@@ -180,7 +180,7 @@ def requeue(run: runs.Run) -> None:
     for name in (runs.STOP_REQUEST, runs.PREVIEW, runs.METRICS, runs.ANIM):
         run.file(name).unlink(missing_ok=True)
     run.update(status=runs.QUEUED, owner=None, started=None, finished=None, error=None,
-               progress={"step": 0, "total": run.details.get("params", {}).get("steps")})
+               progress={"step": 0, "total": runs.resolved_of(run.details).get("steps")})
     _write_entry(run.path, None)
 
 
@@ -487,7 +487,7 @@ def refresh_state(state: jobs.JobState, run: runs.Run) -> None:
     state.status = d.get("status", state.status)
     state.step, state.total = progress.get("step") or 0, progress.get("total") or 0
     state.it_s, state.eta_s, state.error = d.get("it_s"), d.get("eta_s"), d.get("error")
-    state.params = d.get("params", state.params)
+    state.params = runs.request_of(d) or state.params  # as new_state has it: what was asked
     image = latest_image(run.path)
     if image is not None:
         from PIL import Image

@@ -239,8 +239,9 @@ def test_sequence_first_clip_gives_the_same_embeddings():
 
 def test_clip_engine_layout_gives_the_same_embeddings_and_gradients():
     """load_clip lays the ViT out for speed (sequence-first attention, the patch embedding as one
-    matmul over the patches): the same embeddings and pixel gradients as open_clip's layout."""
-    from logic.models.clip import PatchMatmulConv2d, set_engine_layout
+    matmul over the patches, the last block for the class token alone): the same embeddings and
+    pixel gradients as open_clip's layout."""
+    from logic.models.clip import ClassTokenLastBlock, PatchMatmulConv2d, set_engine_layout
 
     clip = CACHE.get(engine.model_key(engine.build_spec({**TINY, "prompt": "x"}), "cpu"),
                      lambda: engine.load_models(engine.build_spec({**TINY, "prompt": "x"}), "cpu"))[0].clip
@@ -253,11 +254,11 @@ def test_clip_engine_layout_gives_the_same_embeddings_and_gradients():
         (embeddings * torch.arange(embeddings.shape[-1])).sum().backward()
         return embeddings, x.grad
 
-    assert type(visual.conv1) is PatchMatmulConv2d
+    assert type(visual.conv1) is PatchMatmulConv2d and isinstance(visual.transformer, ClassTokenLastBlock)
     fast, fast_grad = embedded()
     try:
         set_engine_layout(visual, False)
-        assert type(visual.conv1) is torch.nn.Conv2d
+        assert type(visual.conv1) is torch.nn.Conv2d and not isinstance(visual.transformer, ClassTokenLastBlock)
         plain, plain_grad = embedded()
     finally:
         set_engine_layout(visual, True)
@@ -298,14 +299,26 @@ def test_subpixel_upsample_is_tamings_nearest_upsample_then_conv():
 
 
 def test_built_vqgans_decode_as_taming_does():
-    """build_vqgan switches the decoder's upsampling to the sub-pixel form; the decode is taming's."""
-    from logic.models.vqgan import build_vqgan, set_subpixel_upsample
+    """build_vqgan switches the decoder to sub-pixel upsampling and fused swish; the decode and its
+    gradient are taming's."""
+    from logic.models.vqgan import build_vqgan, set_engine_decoder
 
     torch.manual_seed(0)
     vqgan = build_vqgan(DEMO_VQGAN_CONFIG)[0].eval()
-    assert any(type(m).__name__ == "SubpixelUpsample" for m in vqgan.decoder.modules())
+    names = {type(m).__name__ for m in vqgan.modules()}
+    assert {"SubpixelUpsample", "SiluResnetBlock", "SiluDecoder"} <= names
     z = torch.randn(1, vqgan.embed_dim, 4, 4)
-    fast = vqgan.decode(z)
-    set_subpixel_upsample(vqgan, False)
-    assert not any(type(m).__name__ == "SubpixelUpsample" for m in vqgan.modules())
-    assert torch.allclose(fast, vqgan.decode(z), atol=1e-5)
+    weights = torch.rand(vqgan.decode(z).shape)
+
+    def decoded():
+        latent = z.clone().requires_grad_(True)
+        image = vqgan.decode(latent)
+        (image * weights).sum().backward()
+        return image.detach(), latent.grad
+
+    fast, fast_grad = decoded()
+    set_engine_decoder(vqgan, False)
+    assert not {"SubpixelUpsample", "SiluResnetBlock", "SiluDecoder"} & {type(m).__name__ for m in vqgan.modules()}
+    plain, plain_grad = decoded()
+    assert torch.allclose(fast, plain, atol=1e-5)
+    assert torch.allclose(fast_grad, plain_grad, atol=1e-5 * plain_grad.abs().max())

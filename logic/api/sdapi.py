@@ -187,7 +187,7 @@ def _info(run: runs.Run, images: list[Path]) -> dict:
     """A1111's ``info`` (Processed.js()) for the fields clients read, plus where the run lives."""
     from ..media import read_png_parameters
 
-    d, params = run.details, run.details.get("params") or {}
+    d, params = run.details, runs.resolved_of(run.details)
     size = d.get("size") or params.get("size") or [0, 0]
     seeds = d.get("seeds") or [d.get("seed")]
     return {"prompt": d.get("prompt_used") or d.get("prompt"), "all_prompts": [d.get("prompt_used") or d.get("prompt")],
