@@ -106,6 +106,11 @@ def test_a_walk_shows_its_keyframes_and_the_length_of_its_video(finished):
     assert image_captions(at) == ["Keyframe 1: a spring garden · seed 5", "Keyframe 2: a winter garden · seed 6"]
     assert at.subheader[0].value == "Prompt walk: a spring garden → a winter garden"
     assert "Download video (mp4)" in download_labels(at)
+    # each keyframe's seed and image can be reused: seed 6 goes to the walk's seeds field
+    next(b for b in at.button if b.key == f"reuse_seed_{run.run_id}_k1").click().run()
+    assert at.radio(key="mode").value == "walk" and at.text_input(key="walk_seeds").value == "6"
+    assert any("Seed 6 is in the sidebar" in i.value for i in at.info)
+    assert f"reuse_img2img_{run.run_id}_k0" in [b.key for b in at.button]
 
 
 def test_the_queue_panel_shows_the_running_run_first_with_its_progress(tmp_path, monkeypatch):

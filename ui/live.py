@@ -123,6 +123,7 @@ class ShownImage:
     caption: str
     key: str              # unique per image on the page, for widget keys
     alone: bool = False   # one of a batch: "Again, alone" reruns just this one
+    keyframe: bool = False  # a walk's keyframe: its seed and image can be reused
 
 
 def show_result(state: jobs.JobState, title: str, note: str | None = None) -> dict | None:
@@ -200,7 +201,7 @@ def result_images(run: runs.Run, details: dict) -> list[ShownImage]:
     prompt = details.get("prompt_used") or details.get("prompt") or ""
     if details.get("mode") == "walk":
         return [ShownImage(run.path / k["file"], k.get("seed"), f"Keyframe {i + 1}: {k.get('prompt', '')}",
-                           key=f"{run.run_id}_k{i}")
+                           key=f"{run.run_id}_k{i}", keyframe=True)
                 for i, k in enumerate(details.get("keyframes") or []) if runs.is_regular_file(run.path / k["file"])]
     records = details.get("images") or []
     if len(records) > 1:
@@ -245,7 +246,7 @@ def image_actions(run: runs.Run, shown: ShownImage) -> dict | None:
         params = runs.rerun_request(run)
         params.update(seed=shown.seed, batch_size=1, batch_count=1)
         return params
-    if shown.alone:  # a single image's reuse buttons are the run's own (run_actions)
+    if shown.alone or shown.keyframe:  # a single image's reuse buttons are the run's own (run_actions)
         reuse.image_actions(row, run.path, run.details, shown.path, shown.seed, shown.key)
     return None
 
