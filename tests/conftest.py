@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -26,8 +27,14 @@ def atelier_dirs(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def fresh_app_settings(atelier_dirs):
-    """The app remembers its last settings in output/.app-settings.json: each test starts from defaults."""
-    (atelier_dirs["output"] / ".app-settings.json").unlink(missing_ok=True)
+    """The app remembers its last settings in output/.app-settings.json: each test starts from
+    defaults, also in an output folder a module fixture has made current (and leaves none behind)."""
+    folders = {atelier_dirs["output"], Path(os.environ.get("ATELIER_OUTPUT") or atelier_dirs["output"])}
+    for folder in folders:
+        (folder / ".app-settings.json").unlink(missing_ok=True)
+    yield
+    for folder in folders:
+        (folder / ".app-settings.json").unlink(missing_ok=True)
 
 
 @pytest.fixture
