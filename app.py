@@ -1,6 +1,6 @@
 """Atelier's Streamlit app: the sidebar drives every setting; runs go to a background worker.
 
-Run with ``streamlit run app.py``. The worker lives in the server process (``st.cache_resource``),
+Run with ``streamlit run app.py``. The worker lives in the server process (``queue.get_worker``),
 so reloading the page reattaches to the run in progress instead of killing it. The queue is the
 shared one on disk (``logic.queue``): runs queued by the CLI or the API show here, and a run another
 process runs is followed from its folder.
@@ -24,13 +24,9 @@ logging.getLogger("logic").setLevel(logging.INFO)
 
 
 def get_worker(device: str) -> queue.Worker:
-    return _worker(device, str(settings.output_dir()))
-
-
-@st.cache_resource
-def _worker(device: str, output_dir: str) -> queue.Worker:
-    """One worker per device and output folder, shared by every session of this server."""
-    return queue.get_worker(device, output_dir)
+    """One worker per device and output folder, shared by every session of this server (the queue
+    keeps it per process, so a page reload and a script rerun find the same one)."""
+    return queue.get_worker(device, settings.output_dir())
 
 
 def available_modes() -> dict:

@@ -375,6 +375,10 @@ class Worker:
     def release_models(self) -> None:
         self.cache.release()
 
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
     def close(self, timeout: float | None = None) -> None:
         """Stop taking runs (the running one finishes first)."""
         self._closed.set()
@@ -536,12 +540,13 @@ _workers_lock = threading.Lock()
 
 
 def get_worker(device: str | None = None, output_dir: Path | str | None = None) -> Worker:
-    """The process-wide worker for a device and output folder (created on first use)."""
+    """The process-wide worker for a device and output folder (created on first use, and again
+    after it was closed: a closed worker takes no runs, so handing it out would leave them queued)."""
     from .settings import defaults, output_dir as default_output
 
     device = resolve_device(device or defaults().get("device"))
     key = (device, str(Path(output_dir or default_output()).resolve()))
     with _workers_lock:
-        if key not in _workers:
+        if key not in _workers or _workers[key].closed:
             _workers[key] = Worker(device, key[1])
         return _workers[key]

@@ -40,6 +40,20 @@ def test_worker_runs_the_queue_in_order_and_stops_a_queued_run(output_dir):
     assert queue.entries(output_dir) == []
 
 
+def test_a_closed_worker_is_never_handed_out_again(output_dir):
+    """Closing the process's worker (an API server shutting down, a test) must not leave the next
+    caller's runs queued forever: get_worker starts a new one."""
+    closed = queue.get_worker("cpu", output_dir)
+    closed.close(timeout=30)
+    worker = queue.get_worker("cpu", output_dir)
+    try:
+        assert worker is not closed and not worker.closed
+        state = worker.submit("vqgan", {**PARAMS, "steps": 2})
+        wait_until(lambda: status(state.run_dir) == runs.DONE)
+    finally:
+        worker.close(timeout=30)
+
+
 def test_queue_order_front_and_requeue(output_dir):
     made = [queue.enqueue("vqgan", {**PARAMS, "steps": 2, "prompt": f"run {i}"}, output_dir) for i in range(3)]
     assert [e.path for e in queue.entries(output_dir)] == [r.path for r in made]
