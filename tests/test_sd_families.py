@@ -368,3 +368,8 @@ def test_bfl_flux_layout_is_the_one_diffusers_converts_and_ours_reads_any_width(
     ours, dims = bfl.to_diffusers(original)
     assert {k: tuple(v.shape) for k, v in ours.items()} == expected
     assert {k: model.config[k] for k in dims} == dims
+
+    # a block with one tensor cut away is one sentence naming it, not a KeyError
+    cut = {k: v for k, v in original.items() if k != "model.diffusion_model.single_blocks.5.linear2.weight"}
+    with pytest.raises(UserError, match="lacks single_blocks.5.linear2.weight"):
+        bfl.to_diffusers(cut)

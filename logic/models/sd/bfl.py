@@ -84,6 +84,8 @@ def to_diffusers(state: dict) -> tuple[dict, dict]:
     out, used = {}, set()
 
     def take(key):
+        if key not in state:  # a block with a tensor cut away: one sentence, not a KeyError
+            raise UserError(f"The Flux file lacks {key}: it is not a whole FLUX.1 transformer.")
         used.add(key)
         return state[key]
 
